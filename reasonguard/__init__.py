@@ -1,0 +1,1 @@
+"""reasonguard core."""

@@ -1,0 +1,89 @@
+"""The engine interface: a batch of chat requests in, generations out.
+
+Every inference path (distillation teacher, guard predictions, the Serve replica) talks to
+an engine through this interface, so the logic around it is tested with `FakeEngine` and
+each real engine (vLLM, transformers, OpenAI-compatible HTTP) is tested for real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+Messages = list[dict]  # OpenAI-style [{"role": ..., "content": ...}]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings. Guard defaults follow the paper: temperature 0.6, top-p 0.95, 400 new tokens."""
+
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 400
+    seed: int | None = None
+    logprobs: int | None = None  # top-k log-probabilities per generated token, when wanted
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled completion."""
+
+    text: str
+    output_tokens: int
+    finish_reason: str | None = None  # "stop", "length", ...
+    # Per generated token: {token_text: logprob} for the top-k candidates (when requested).
+    logprobs: tuple[dict[str, float], ...] | None = None
+
+
+@dataclass(frozen=True)
+class RequestOutput:
+    """All samples for one request, plus its prompt size and wall time."""
+
+    generations: tuple[Generation, ...]
+    prompt_tokens: int = 0
+    latency_s: float = 0.0
+
+
+@runtime_checkable
+class Engine(Protocol):
+    model_id: str
+
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+        """One `RequestOutput` per request, in order, each with `sampling.n` generations."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class FakeEngine:
+    """A scripted engine for unit tests of the logic around engines (never a stand-in for a real one)."""
+
+    respond: Callable[[Messages, int], str]
+    model_id: str = "fake"
+    calls: list[int] = field(default_factory=list)
+
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+        self.calls.append(len(requests))
+        outputs = []
+        for messages in requests:
+            gens = tuple(
+                Generation(text=(t := self.respond(messages, i)), output_tokens=len(t.split()), finish_reason="stop")
+                for i in range(sampling.n)
+            )
+            outputs.append(RequestOutput(generations=gens, prompt_tokens=sum(len(m["content"].split()) for m in messages)))
+        return outputs
+
+    def close(self) -> None:
+        pass

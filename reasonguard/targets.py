@@ -1,0 +1,51 @@
+"""SFT targets and chat examples: what the student learns to write in each mode."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from reasonguard.policy import Policy
+from reasonguard.prompts import GuardInput, Mode, mode_flag, render_guard_prompt
+from reasonguard.schema import GuardExample
+from reasonguard.verdict import format_output
+
+
+def build_target(prompt_harm: str, response_harm: str | None, mode: Mode, reasoning: str | None = None) -> str:
+    """Reasoning target = think block + verdict lines; no-reasoning target = verdict lines only."""
+    mode_flag(mode)  # validates the mode
+    if prompt_harm not in ("harmful", "unharmful"):
+        raise ValueError(f"prompt_harm must be 'harmful' or 'unharmful', got {prompt_harm!r}")
+    if response_harm not in (None, "harmful", "unharmful"):
+        raise ValueError(f"response_harm must be 'harmful', 'unharmful' or None, got {response_harm!r}")
+    if mode == "think":
+        if not reasoning or not reasoning.strip():
+            raise ValueError("a reasoning ('think') target needs a non-empty reasoning trace")
+        return format_output(prompt_harm, response_harm, reasoning)
+    return format_output(prompt_harm, response_harm)
+
+
+def guard_input_of(example: GuardExample) -> GuardInput:
+    history = example.extra.get("history") or ()
+    from reasonguard.prompts import Turn
+
+    turns = tuple(Turn(t["role"], t["content"]) for t in history if t.get("role") in ("user", "assistant"))
+    return GuardInput(prompt=example.prompt, response=example.response, history=turns)
+
+
+def policy_of(example: GuardExample, default: Policy | Sequence[str] | str | None = None):
+    """The example's own policy (topic-following data carries one) or the default."""
+    return example.extra.get("policy") or default
+
+
+def build_chat_example(
+    example: GuardExample,
+    mode: Mode,
+    reasoning: str | None = None,
+    policy: Policy | Sequence[str] | str | None = None,
+) -> list[dict]:
+    """A two-turn chat (guard prompt, target) for SFT; labels come from the example's gold labels."""
+    if example.prompt_harm_label is None:
+        raise ValueError(f"example {example.id} has no prompt_harm_label; it cannot be an SFT target")
+    prompt = render_guard_prompt(guard_input_of(example), mode, policy_of(example, policy))
+    target = build_target(example.prompt_harm_label, example.response_harm_label, mode, reasoning)
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": target}]

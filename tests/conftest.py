@@ -1,0 +1,46 @@
+"""Shared fixtures: repo paths, the shared datasets folder, provisioned models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> str:
+    """A tiny random Llama with the real SmolLM2 tokenizer (built once, cached)."""
+    from reasonguard.models import build_tiny_model
+
+    return str(build_tiny_model())
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> str:
+    from reasonguard.models import prepare_smollm2
+
+    return str(prepare_smollm2())
+
+
+def golden(name: str, actual: str) -> str:
+    """Compare with tests/golden/<name>; REASONGUARD_UPDATE_GOLDEN=1 rewrites the file."""
+    path = GOLDEN_DIR / name
+    if os.environ.get("REASONGUARD_UPDATE_GOLDEN") == "1" or not path.exists():
+        if os.environ.get("CI") and not path.exists():
+            raise AssertionError(f"golden file {path} is missing")
+        path.write_text(actual, encoding="utf-8")
+    return path.read_text(encoding="utf-8")
