@@ -1,0 +1,98 @@
+"""Safety datasets as `GuardExample` rows: vendored folders, your own tables, the HF hub, the embedded demo.
+
+Nothing here imports Ray, vLLM, torch or transformers; `huggingface_hub` is imported only when a
+hub loader is called.
+"""
+
+from reasonguard.datasets.demo import build_demo_sample, load_demo
+from reasonguard.datasets.generic import (
+    DEFAULT_LABEL_MAP,
+    DEFAULT_REFUSAL_MAP,
+    SUPPORTED_FORMATS,
+    ColumnMapping,
+    DatasetFormatError,
+    load_table,
+    read_records,
+)
+from reasonguard.datasets.hub import (
+    DatasetUnavailableError,
+    load_aegis2,
+    load_beavertails_hub,
+    load_nemotron_reasoning,
+    load_toxicchat_hub,
+    load_wildguardmix,
+)
+from reasonguard.datasets.local import (
+    DATASETS_DIR_ENV,
+    default_datasets_root,
+    load_alpaca_harmless_sample,
+    load_beavertails,
+    load_do_not_answer,
+    load_guardreasoner_eval,
+    load_guardreasoner_train_prompts_5k,
+    load_harmbench,
+    load_jailbreakbench,
+    load_openai_moderation,
+    load_simple_safety_tests,
+    load_strongreject,
+    load_topic_following,
+    load_toxicchat,
+    load_wildguardtest_prompts_derived,
+    load_xstest,
+    load_xstest_completions,
+)
+from reasonguard.datasets.registry import (
+    EVAL_SUITE,
+    EXTRA_SUITE,
+    REGISTRY,
+    DatasetSpec,
+    SuiteEntry,
+    get_spec,
+    list_datasets,
+    load_dataset,
+    task_label,
+)
+
+__all__ = [
+    "DATASETS_DIR_ENV",
+    "DEFAULT_LABEL_MAP",
+    "DEFAULT_REFUSAL_MAP",
+    "EVAL_SUITE",
+    "EXTRA_SUITE",
+    "REGISTRY",
+    "SUPPORTED_FORMATS",
+    "ColumnMapping",
+    "DatasetFormatError",
+    "DatasetSpec",
+    "DatasetUnavailableError",
+    "SuiteEntry",
+    "build_demo_sample",
+    "default_datasets_root",
+    "get_spec",
+    "list_datasets",
+    "load_aegis2",
+    "load_alpaca_harmless_sample",
+    "load_beavertails",
+    "load_beavertails_hub",
+    "load_dataset",
+    "load_demo",
+    "load_do_not_answer",
+    "load_guardreasoner_eval",
+    "load_guardreasoner_train_prompts_5k",
+    "load_harmbench",
+    "load_jailbreakbench",
+    "load_nemotron_reasoning",
+    "load_openai_moderation",
+    "load_simple_safety_tests",
+    "load_strongreject",
+    "load_table",
+    "load_topic_following",
+    "load_toxicchat",
+    "load_toxicchat_hub",
+    "load_wildguardmix",
+    "load_wildguardtest_prompts_derived",
+    "load_xstest",
+    "load_xstest_completions",
+    "read_records",
+    "task_label",
+]
