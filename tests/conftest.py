@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
 def pytest_configure(config):
@@ -34,13 +33,3 @@ def smollm2_dir() -> str:
     from reasonguard.models import prepare_smollm2
 
     return str(prepare_smollm2())
-
-
-def golden(name: str, actual: str) -> str:
-    """Compare with tests/golden/<name>; REASONGUARD_UPDATE_GOLDEN=1 rewrites the file."""
-    path = GOLDEN_DIR / name
-    if os.environ.get("REASONGUARD_UPDATE_GOLDEN") == "1" or not path.exists():
-        if os.environ.get("CI") and not path.exists():
-            raise AssertionError(f"golden file {path} is missing")
-        path.write_text(actual, encoding="utf-8")
-    return path.read_text(encoding="utf-8")

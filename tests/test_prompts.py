@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import golden
+from goldens import golden
 from reasonguard.policy import AEGIS_2_POLICY, categories_policy
 from reasonguard.prompts import (
     GuardInput,

@@ -1,0 +1,23 @@
+# The two set-up commands of README.md. Each creates or reuses the project-local .venv.
+PY := .venv/bin/python
+CONFIG ?= cluster/configs/demo_local.yaml
+
+.PHONY: venv demo test test-fast clean-outputs
+
+venv:
+	@bash scripts/setup_venv.sh
+
+## Runs the main job end to end on the embedded default (SmolLM2-135M, demo sample, CPU).
+demo: venv
+	$(PY) -m jobs.demo --config $(CONFIG)
+
+## Runs the whole test suite (unit, Ray, vLLM-on-CPU, DeepSpeed-over-gloo tiers).
+test: venv
+	$(PY) -m pytest -q -ra --durations=15
+
+## Only the pure-core unit tests (seconds).
+test-fast: venv
+	$(PY) -m pytest -q -m "not ray and not vllm and not slow"
+
+clean-outputs:
+	rm -rf outputs
