@@ -1,0 +1,1 @@
+"""Deployment helpers: KubeRay manifests (render, validate, drift checks). Pure: pyyaml and jsonschema only."""
