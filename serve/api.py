@@ -1,0 +1,241 @@
+"""The guard's HTTP API (FastAPI): routes, auth, body limits and the error contract.
+
+Every error is JSON {"error": {message, type, param, code}}: 422 names the bad field, 413 the
+limit, 401 asks for a bearer token, 503 carries Retry-After, 504 reports the deadline. Input can
+never reach the catch-all 500 (the tests fuzz for it). Built per replica by `create_api(service)`
+so the same app runs under Serve and in-process with FastAPI's TestClient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.errors import GuardError, InvalidInput, PayloadTooLarge
+from serve.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ErrorResponse,
+    GuardBatchRequest,
+    GuardBatchResponse,
+    GuardRequest,
+    GuardResponse,
+    ModelCard,
+    ModelList,
+)
+from serve.service import GuardService
+
+log = logging.getLogger(__name__)
+
+_TOO_LONG = {"string_too_long", "too_long"}
+_ERRORS = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (401, "Missing or wrong bearer token (when the server has one)."),
+        (404, "Unknown model (chat completions)."),
+        (413, "Input over a limit; the message names it."),
+        (422, "Invalid JSON or field; `param` names the field."),
+        (503, "Overloaded or engine unavailable; see Retry-After."),
+        (504, "The request's deadline passed."),
+    )
+}
+
+
+def error_response(exc: GuardError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _field(loc: tuple) -> str | None:
+    parts = [p for p in loc if p not in ("body",)]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or None
+
+
+def validation_error(errors: list[dict[str, Any]]) -> GuardError:
+    """pydantic errors -> 413 when a size bound was hit, else 422 naming the first bad field."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
+    field = _field(tuple(first.get("loc", ())))
+    # A union of types (str | list) reports one error per branch; the location names the branch type.
+    message = first.get("msg", "invalid value")
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    text = f"{field}: {message}" if field else message
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    cls = PayloadTooLarge if first.get("type") in _TOO_LONG else InvalidInput
+    return cls(text, field)
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413 before they are read into memory (pure ASGI)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes", "body")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                size = -1
+            if size < 0:
+                return await error_response(InvalidInput("invalid Content-Length header", "body"))(scope, receive, send)
+            if size > self.max_bytes:
+                return await error_response(too_large)(scope, receive, send)
+            return await self.app(scope, receive, send)
+        # No length declared (chunked): read and count; never buffer more than the limit.
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                return await error_response(too_large)(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}]), send)
+
+
+def _replay(messages):
+    queue = list(messages)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _parse_guard_body(raw: bytes) -> GuardRequest | GuardBatchRequest:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}", "body") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"body must be a JSON object, not {type(data).__name__}", "body")
+    model = GuardBatchRequest if "inputs" in data else GuardRequest
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False)) from None
+
+
+def create_api(service: GuardService) -> FastAPI:
+    config = service.config
+    app = FastAPI(
+        title="reasonguard",
+        version="0.1.0",
+        description="Dual-mode reasoning safety guard (think / no_think) with calibrated P(harmful) scores, "
+        "plus an OpenAI-compatible chat endpoint for the Nemotron-style guard prompt.",
+    )
+
+    @app.exception_handler(GuardError)
+    async def _guard_error(_: Request, exc: GuardError):
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(InvalidInput("body is not valid JSON", "body"))
+        return error_response(validation_error(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. bytes that are not UTF-8)
+            return error_response(InvalidInput(f"body is not valid JSON: {exc.detail}", "body"))
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        err = GuardError(str(exc.detail))
+        err.status, err.kind = exc.status_code, kind
+        return error_response(err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("unexpected error")  # the request body is not logged: it is user content
+        err = GuardError("internal error")
+        return error_response(err)
+
+    def auth(request: Request) -> None:
+        service.authorize(request.headers.get("authorization"))
+
+    @app.get("/healthz", summary="Liveness: the replica's HTTP server answers.")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the engine is loaded and healthy.", responses={503: _ERRORS[503]})
+    async def readyz():
+        if not service.server.healthy:
+            return JSONResponse(
+                {"status": "unhealthy"}, status_code=503, headers={"Retry-After": str(max(1, round(config.replica.retry_after_s)))}
+            )
+        return {"status": "ready", "model": service.server.model_name, "pending": service.pending}
+
+    @app.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
+    async def models(request: Request):
+        auth(request)
+        return ModelList(data=[ModelCard(id=service.server.model_name, created=service.server.created)])
+
+    @app.post(
+        "/v1/guard",
+        response_model=GuardResponse | GuardBatchResponse,
+        summary="Judge one conversation, or a batch of them (`inputs`).",
+        responses={k: _ERRORS[k] for k in (401, 413, 422, 503, 504)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [{"$ref": "#/components/schemas/GuardRequest"}, {"$ref": "#/components/schemas/GuardBatchRequest"}]}
+                    }
+                },
+            }
+        },
+    )
+    async def guard(request: Request):
+        auth(request)
+        body = _parse_guard_body(await request.body())
+        return await service.guard(body)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        summary="OpenAI-compatible chat completion: send the rendered guard prompt as the user message.",
+        responses={k: _ERRORS[k] for k in (401, 404, 413, 422, 503, 504)},
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        auth(request)
+        return await service.chat_completion(body)
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (GuardRequest, GuardBatchRequest):
+            spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(spec.pop("$defs", {}))
+            components[model.__name__] = spec
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
+    return app

@@ -1,0 +1,354 @@
+"""`GuardServer`: the guard's request logic around an engine, with no Ray and no HTTP in it.
+
+Requests become engine jobs (`plan_*`: limits, prompt rendering, sampling), jobs run in engine
+batches (`generate`: grouped by sampling settings, one failing conversation never fails the
+others), and outputs become responses (`finish_*`: verdict parsing, P(harmful), the threshold
+decision). The Serve deployment adds batching across requests, deadlines and metrics on top,
+so everything here is unit-tested with a scripted engine and exercised for real under Serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from reasonguard.config.serve import ServeConfig
+from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
+from reasonguard.policy import Policy, resolve_policy
+from reasonguard.prompts import GuardInput, Mode, guard_messages, mode_of_prompt
+from reasonguard.verdict import parse_verdict
+from serve.errors import EngineUnavailable, GuardError, InvalidInput, ModelNotFound, PayloadTooLarge
+from serve.schemas import (
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessageOut,
+    Conversation,
+    GuardBatchRequest,
+    GuardBatchResponse,
+    GuardOptions,
+    GuardRequest,
+    GuardResponse,
+    GuardResult,
+    Usage,
+)
+from serve.scoring import verdict_scores
+
+log = logging.getLogger(__name__)
+
+TokenCounter = Callable[[list[dict]], int]
+# Consecutive engine failures (not caused by input) after which the replica reports itself unhealthy.
+MAX_ENGINE_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    """One engine request: chat messages and how to sample them."""
+
+    messages: list[dict]
+    sampling: SamplingConfig
+
+
+@dataclass(frozen=True)
+class GuardPlan:
+    """A validated /v1/guard request, ready for the engine."""
+
+    jobs: list[Job]
+    ids: list[str | None]
+    has_response: list[bool]
+    policy: Policy
+    mode: Mode
+    threshold: float | None
+    return_reasoning: bool
+    timeout_s: float
+    batch: bool
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    job: Job
+    mode: str  # the guard prompt's own flag, or "other" for a non-guard prompt
+    timeout_s: float
+
+
+def _loc(batch: bool, index: int, field: str) -> str:
+    return f"inputs[{index}].{field}" if batch else field
+
+
+class GuardServer:
+    """The guard behind any transport. `count_tokens` (chat messages -> prompt tokens) lets
+    oversize prompts be refused with 413 before they reach the engine."""
+
+    def __init__(self, engine: Engine, config: ServeConfig, count_tokens: TokenCounter | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.count_tokens = count_tokens
+        self.model_name = config.model_name
+        self.max_model_len = config.engine.max_model_len if config.engine.kind == "vllm" else None
+        self.created = int(time.time())
+        self._lock = threading.Lock()  # engines are not thread-safe; one engine call at a time
+        self._failures = 0
+        self._last_failure: str | None = None
+
+    # ---------------------------------------------------------------- /v1/guard
+
+    def plan_guard(self, request: GuardRequest | GuardBatchRequest) -> GuardPlan:
+        """Limits, policy, prompts and sampling for a guard request (raises GuardError)."""
+        limits, defaults = self.config.limits, self.config.guard
+        batch = isinstance(request, GuardBatchRequest)
+        conversations: Sequence[Conversation] = request.inputs if batch else [request]
+        if len(conversations) > limits.max_batch_items:
+            raise PayloadTooLarge(
+                f"{len(conversations)} conversations in one request; the limit is {limits.max_batch_items}", "inputs"
+            )
+        mode: Mode = "no_think" if request.score_only else (request.mode or defaults.mode)
+        try:
+            policy = resolve_policy(request.policy if request.policy is not None else defaults.policy)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), "policy") from None
+        sampling = self._guard_sampling(request, mode)
+        jobs, has_response = [], []
+        for i, conv in enumerate(conversations):
+            inp = self._guard_input(conv, batch, i)
+            messages = guard_messages(inp, mode, policy)
+            self._check_prompt_tokens(messages, sampling.max_tokens, _loc(batch, i, "messages" if conv.messages else "prompt"))
+            jobs.append(Job(messages, sampling))
+            has_response.append(inp.response is not None)
+        return GuardPlan(
+            jobs=jobs, ids=[c.id for c in conversations], has_response=has_response, policy=policy, mode=mode,
+            threshold=request.threshold if request.threshold is not None else defaults.threshold,
+            return_reasoning=request.return_reasoning, timeout_s=self.timeout_for(request.timeout_s), batch=batch,
+        )
+
+    def _guard_sampling(self, options: GuardOptions, mode: Mode) -> SamplingConfig:
+        defaults, limits = self.config.guard, self.config.limits
+        if options.score_only:
+            max_tokens = defaults.score_only_max_tokens
+        elif mode == "think":
+            budget = options.reasoning_budget
+            if budget is not None and budget > limits.max_reasoning_tokens:
+                raise InvalidInput(
+                    f"reasoning_budget {budget} is above this server's limit of {limits.max_reasoning_tokens}", "reasoning_budget"
+                )
+            max_tokens = budget + defaults.verdict_tokens if budget is not None else defaults.think_max_tokens
+        else:
+            max_tokens = defaults.no_think_max_tokens
+        temperature = options.temperature if options.temperature is not None else defaults.temperature
+        return SamplingConfig(
+            n=1, temperature=temperature, top_p=defaults.top_p if temperature > 0 else 1.0, max_tokens=max_tokens,
+            seed=options.seed if temperature > 0 else None, logprobs=defaults.top_logprobs,
+        )
+
+    def _guard_input(self, conv: Conversation, batch: bool, index: int) -> GuardInput:
+        limit = self.config.limits.max_text_chars
+        if conv.messages is not None:
+            if len(conv.messages) > self.config.limits.max_messages:
+                raise PayloadTooLarge(
+                    f"{len(conv.messages)} messages; the limit is {self.config.limits.max_messages}", _loc(batch, index, "messages")
+                )
+            for j, message in enumerate(conv.messages):
+                if len(message.content) > limit:
+                    raise PayloadTooLarge(
+                        f"message content is {len(message.content)} characters; the limit is {limit}",
+                        _loc(batch, index, f"messages[{j}].content"),
+                    )
+            return GuardInput.from_messages([m.model_dump() for m in conv.messages])
+        for name in ("prompt", "response"):
+            text = getattr(conv, name)
+            if text is not None and len(text) > limit:
+                raise PayloadTooLarge(f"{name} is {len(text)} characters; the limit is {limit}", _loc(batch, index, name))
+        return GuardInput(prompt=conv.prompt, response=conv.response)
+
+    def finish_guard(self, plan: GuardPlan, outputs: Sequence[RequestOutput], latency_s: float) -> GuardResponse | GuardBatchResponse:
+        results = [self._result(plan, i, out) for i, out in enumerate(outputs)]
+        policy_name = "aegis2" if plan.policy.name == "aegis2" else "custom"
+        latency_ms = round(1000 * latency_s, 3)
+        if not plan.batch:
+            return GuardResponse(**results[0].model_dump(), model=self.model_name, mode=plan.mode, policy=policy_name, latency_ms=latency_ms)
+        usage = Usage(
+            prompt_tokens=sum(r.usage.prompt_tokens for r in results),
+            completion_tokens=sum(r.usage.completion_tokens for r in results),
+        )
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return GuardBatchResponse(model=self.model_name, mode=plan.mode, policy=policy_name, results=results, usage=usage, latency_ms=latency_ms)
+
+    def _result(self, plan: GuardPlan, index: int, output: RequestOutput) -> GuardResult:
+        gen = output.generations[0]
+        has_response = plan.has_response[index]
+        verdict = parse_verdict(gen.text, expect_response=has_response)
+        scores = verdict_scores(gen.text, gen.logprobs)
+        if not has_response:
+            scores["response"] = None
+        target = "response" if has_response else "prompt"
+        score, label = scores[target], verdict.label(target)
+        if score is not None and plan.threshold is not None:
+            flagged: bool | None = score >= plan.threshold
+        else:
+            flagged = None if label is None else label == "harmful"
+        categories = [plan.policy.category_name(c) or c for c in verdict.categories]
+        return GuardResult(
+            id=plan.ids[index],
+            prompt_harm=verdict.prompt_harm,
+            response_harm=verdict.response_harm if has_response else None,
+            score=score, prompt_score=scores["prompt"], response_score=scores["response"],
+            threshold=plan.threshold, flagged=flagged, categories=categories,
+            reasoning=verdict.reasoning if plan.return_reasoning and plan.mode == "think" else None,
+            parsed_ok=verdict.parsed_ok, parse_error=verdict.error, finish_reason=gen.finish_reason,
+            usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=gen.output_tokens,
+                        total_tokens=output.prompt_tokens + gen.output_tokens),
+        )
+
+    def guard(self, request: GuardRequest | GuardBatchRequest) -> GuardResponse | GuardBatchResponse:
+        """Synchronous end to end (tests, scripts): plan, generate, finish."""
+        start = time.perf_counter()
+        plan = self.plan_guard(request)
+        outputs = self.generate(plan.jobs)
+        return self.finish_guard(plan, raise_first_error(outputs), time.perf_counter() - start)
+
+    # ---------------------------------------------------------------- /v1/chat/completions
+
+    def plan_chat(self, request: ChatCompletionRequest) -> ChatPlan:
+        """An OpenAI chat request as one engine job; the messages go to the model unchanged."""
+        limits, defaults = self.config.limits, self.config.guard
+        if request.model not in (self.model_name, self.config.engine.model):
+            raise ModelNotFound(f"model {request.model!r} is not served here; this server serves {self.model_name!r}", "model")
+        if len(request.messages) > limits.max_messages:
+            raise PayloadTooLarge(f"{len(request.messages)} messages; the limit is {limits.max_messages}", "messages")
+        messages = []
+        for i, m in enumerate(request.messages):
+            text = m.text()
+            if len(text) > limits.max_text_chars:
+                raise PayloadTooLarge(f"message content is {len(text)} characters; the limit is {limits.max_text_chars}", f"messages[{i}].content")
+            messages.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+        if request.n > limits.max_choices:
+            raise InvalidInput(f"n={request.n} is above this server's limit of {limits.max_choices}", "n")
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        mode = (mode_of_prompt(users[-1]) if users else None) or "other"
+        max_tokens = request.max_completion_tokens or request.max_tokens
+        if max_tokens is None:
+            max_tokens = defaults.think_max_tokens if mode == "think" else max(defaults.no_think_max_tokens, 64)
+        if max_tokens > limits.max_completion_tokens:
+            param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            raise InvalidInput(f"{param}={max_tokens} is above this server's limit of {limits.max_completion_tokens}", param)
+        temperature = request.temperature if request.temperature is not None else defaults.temperature
+        sampling = SamplingConfig(
+            n=request.n, temperature=temperature, top_p=request.top_p or defaults.top_p, max_tokens=max_tokens,
+            seed=request.seed,
+        )
+        self._check_prompt_tokens(messages, max_tokens, "messages")
+        return ChatPlan(job=Job(messages, sampling), mode=mode, timeout_s=self.timeout_for(None))
+
+    def finish_chat(self, output: RequestOutput) -> ChatCompletionResponse:
+        completion = sum(g.output_tokens for g in output.generations)
+        return ChatCompletionResponse(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=self.model_name,
+            choices=[
+                ChatChoice(index=i, message=ChatMessageOut(content=g.text), finish_reason=g.finish_reason)
+                for i, g in enumerate(output.generations)
+            ],
+            usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=completion, total_tokens=output.prompt_tokens + completion),
+        )
+
+    def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        plan = self.plan_chat(request)
+        return self.finish_chat(raise_first_error(self.generate([plan.job]))[0])
+
+    # ---------------------------------------------------------------- engine
+
+    def generate(self, jobs: Sequence[Job]) -> list[RequestOutput | GuardError]:
+        """Run jobs on the engine, one call per distinct sampling setting. A failing call is retried
+        job by job, so one bad conversation fails alone; failures come back as GuardError values."""
+        results: list[RequestOutput | GuardError | None] = [None] * len(jobs)
+        groups: dict[SamplingConfig, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            groups[job.sampling].append(i)
+        with self._lock:
+            for sampling, indices in groups.items():
+                self._run_group(jobs, sampling, indices, results)
+        return results  # type: ignore[return-value]
+
+    def _run_group(self, jobs, sampling, indices, results) -> None:
+        try:
+            outputs = self.engine.generate([jobs[i].messages for i in indices], sampling)
+            if len(outputs) != len(indices):
+                raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(indices)} requests")
+        except Exception as exc:  # noqa: BLE001 - classified below; never propagated to the client raw
+            if len(indices) > 1:
+                for i in indices:
+                    self._run_group(jobs, sampling, [i], results)
+                return
+            results[indices[0]] = self._classify(exc)
+            return
+        self._failures = 0
+        for i, out in zip(indices, outputs):
+            results[i] = out
+
+    def _classify(self, exc: Exception) -> GuardError:
+        text = str(exc)
+        lowered = text.lower()
+        if isinstance(exc, ValueError) and ("maximum model length" in lowered or "too long" in lowered or "max_model_len" in lowered):
+            return PayloadTooLarge(f"input too long for the model: {text[:300]}", "messages")
+        self._failures += 1
+        self._last_failure = f"{type(exc).__name__}: {text[:300]}"
+        if type(exc).__name__ == "EngineDeadError":
+            self._failures = MAX_ENGINE_FAILURES
+        log.error("engine failure %d: %s", self._failures, self._last_failure)
+        return EngineUnavailable("the guard engine failed; retry later", self.config.replica.retry_after_s)
+
+    # ---------------------------------------------------------------- shared
+
+    def _check_prompt_tokens(self, messages: list[dict], max_tokens: int, param: str) -> None:
+        if self.count_tokens is None or self.max_model_len is None:
+            return
+        tokens = self.count_tokens(messages)
+        allowed = self.max_model_len - max_tokens
+        if tokens > allowed:
+            raise PayloadTooLarge(
+                f"the rendered prompt is {tokens} tokens; with max_tokens {max_tokens} the model's context of "
+                f"{self.max_model_len} tokens allows {max(allowed, 0)}", param,
+            )
+
+    def timeout_for(self, requested: float | None) -> float:
+        t = self.config.timeouts
+        return min(requested, t.max_request_s) if requested is not None else t.request_s
+
+    @property
+    def healthy(self) -> bool:
+        return self._failures < MAX_ENGINE_FAILURES
+
+    def check_health(self) -> None:
+        """Raise when the engine keeps failing: Serve then replaces the replica."""
+        if not self.healthy:
+            raise RuntimeError(f"engine unhealthy after {self._failures} failures; last: {self._last_failure}")
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def raise_first_error(outputs: Sequence[RequestOutput | GuardError]) -> list[RequestOutput]:
+    for out in outputs:
+        if isinstance(out, GuardError):
+            raise out
+    return list(outputs)  # type: ignore[arg-type]
+
+
+def hf_token_counter(model_path: str) -> TokenCounter:
+    """Prompt tokens of chat messages, counted the way vLLM's chat() renders them."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def count(messages: list[dict]) -> int:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    return count

@@ -1,0 +1,268 @@
+"""Request and response models of the guard's HTTP API (pydantic, every field bounded).
+
+The static bounds here are hard ceilings that keep parsing cheap; the deployment's own limits
+(`ServeConfig.limits`, usually tighter) are checked by the server and answered with 413.
+Models that mirror OpenAI keep OpenAI's field names and order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Mode = Literal["think", "no_think"]
+HarmValue = Literal["harmful", "unharmful"]
+
+# Ceilings of the schema itself; ServeConfig.limits are checked after parsing and give 413.
+HARD_MAX_TEXT = 1_000_000
+HARD_MAX_MESSAGES = 1_000
+HARD_MAX_ITEMS = 10_000
+MAX_ID_CHARS = 256
+MAX_CATEGORY_CHARS = 200
+MAX_CATEGORIES = 64
+MAX_POLICY_CHARS = 20_000  # = reasonguard.policy.MAX_POLICY_CHARS
+
+Text = Annotated[str, Field(max_length=HARD_MAX_TEXT)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors (a misspelt option must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Text
+
+
+class Conversation(_Strict):
+    """One conversation: `prompt` (+ optional `response`), or an OpenAI-style `messages` list."""
+
+    id: str | None = Field(None, max_length=MAX_ID_CHARS, description="Echoed back in the result (batch bookkeeping).")
+    prompt: Text | None = Field(None, description="The user's prompt.")
+    response: Text | None = Field(None, description="The assistant's response, when the response is to be judged.")
+    messages: list[Message] | None = Field(
+        None, min_length=1, max_length=HARD_MAX_MESSAGES,
+        description="A conversation instead of prompt/response: the last user turn is judged, with the assistant turn "
+        "after it (if any) as the response; earlier turns are context.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Conversation":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give either 'prompt' (with an optional 'response') or 'messages', not both and not neither")
+        if self.messages is not None:
+            if self.response is not None:
+                raise ValueError("'response' goes with 'prompt'; in 'messages' the response is the assistant turn")
+            if not any(m.role == "user" for m in self.messages):
+                raise ValueError("'messages' needs at least one user turn")
+        return self
+
+
+class GuardOptions(_Strict):
+    """How to judge: mode, policy, budget, score threshold; shared by every conversation of a request."""
+
+    mode: Mode | None = Field(None, description="'think' (reasoning first) or 'no_think'; default from the server config.")
+    policy: str | list[Annotated[str, Field(min_length=1, max_length=MAX_CATEGORY_CHARS)]] | None = Field(
+        None,
+        description="None or 'default' = the Aegis 2.0 taxonomy; a list of category names; or a free-text policy.",
+    )
+    reasoning_budget: int | None = Field(
+        None, ge=1, description="think mode: most reasoning tokens (the verdict gets its own small allowance)."
+    )
+    return_reasoning: bool = Field(False, description="Include the reasoning text (think mode) in the result.")
+    score_only: bool = Field(
+        False, description="Fastest path: no reasoning, generation stops right after the verdict; returns verdict + score."
+    )
+    threshold: float | None = Field(None, ge=0, le=1, description="Decide `flagged` as score >= threshold.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature (default from the server).")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Sampling seed, for reproducible samples.")
+    timeout_s: float | None = Field(None, gt=0, description="Deadline for this request (capped by the server's maximum).")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_bounds(cls, value):
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("a free-text policy must not be empty")
+            if len(value) > MAX_POLICY_CHARS:
+                raise ValueError(f"String should have at most {MAX_POLICY_CHARS} characters")
+        elif isinstance(value, list):
+            if not value:
+                raise ValueError("a category policy needs at least one category")
+            if len(value) > MAX_CATEGORIES:
+                raise ValueError(f"List should have at most {MAX_CATEGORIES} items")
+            if any(not v.strip() for v in value):
+                raise ValueError("category names must not be blank")
+        return value
+
+
+class GuardRequest(Conversation, GuardOptions):
+    """POST /v1/guard, single form: one conversation plus options."""
+
+
+class GuardBatchRequest(GuardOptions):
+    """POST /v1/guard, batch form: many conversations sharing the options."""
+
+    inputs: list[Conversation] = Field(min_length=1, max_length=HARD_MAX_ITEMS, description="The conversations to judge.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class GuardResult(BaseModel):
+    """The guard's judgement of one conversation."""
+
+    id: str | None = Field(None, description="The conversation's id, when one was given.")
+    prompt_harm: HarmValue | None = Field(description="Verdict on the user's prompt (None when the output did not parse).")
+    response_harm: HarmValue | None = Field(description="Verdict on the response; None without a response.")
+    score: float | None = Field(
+        description="P(harmful) of the judged turn (the response when there is one, else the prompt), from the verdict "
+        "token's log-probabilities; None when the verdict could not be located."
+    )
+    prompt_score: float | None = Field(description="P(prompt harmful).")
+    response_score: float | None = Field(description="P(response harmful); None without a response.")
+    threshold: float | None = Field(description="The threshold applied, if any.")
+    flagged: bool | None = Field(
+        description="score >= threshold when both exist; otherwise the judged verdict == 'harmful'; None if neither."
+    )
+    categories: list[str] = Field(default_factory=list, description="Violated categories, where the model names them.")
+    reasoning: str | None = Field(None, description="The reasoning (think mode, when return_reasoning is true).")
+    parsed_ok: bool = Field(description="Whether the model's output held a well-formed verdict.")
+    parse_error: str | None = None
+    finish_reason: str | None = None
+    usage: Usage
+
+
+class GuardResponse(GuardResult):
+    """POST /v1/guard response, single form."""
+
+    object: Literal["guard.result"] = "guard.result"
+    model: str
+    mode: Mode
+    policy: str = Field(description="'aegis2' for the default taxonomy, else 'custom'.")
+    latency_ms: float
+
+
+class GuardBatchResponse(BaseModel):
+    """POST /v1/guard response, batch form (results in input order)."""
+
+    object: Literal["guard.batch"] = "guard.batch"
+    model: str
+    mode: Mode
+    policy: str
+    results: list[GuardResult]
+    usage: Usage
+    latency_ms: float
+
+
+# --- OpenAI-compatible chat completions -------------------------------------------------------
+
+
+class ChatMessageIn(BaseModel):
+    """An OpenAI chat message; content may be a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: Text | list["ContentPart"]
+    name: str | None = Field(None, max_length=MAX_ID_CHARS)
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: Text
+
+
+ChatMessageIn.model_rebuild()
+
+
+class ChatCompletionRequest(BaseModel):
+    """POST /v1/chat/completions. Fields other clients send that do not apply to a guard are ignored;
+    ones that would change the answer's shape and are unsupported (stream, tools) are rejected."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(max_length=MAX_ID_CHARS)
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=HARD_MAX_MESSAGES)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=128)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    stream: bool | None = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    tools: list | None = None
+    user: str | None = Field(None, max_length=MAX_ID_CHARS)
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, value):
+        if value:
+            raise ValueError("streaming is not supported by the guard; set stream to false")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value):
+        if value:
+            raise ValueError("tools are not supported by the guard")
+        return value
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "reasonguard"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    """Every error, OpenAI style: {"error": {"message", "type", "param", "code"}}."""
+
+    error: ErrorDetail

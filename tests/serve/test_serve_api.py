@@ -1,0 +1,219 @@
+"""The HTTP contract in-process (FastAPI TestClient, scripted engine): routes, OpenAPI, every error path."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+from conftest import ScriptedEngine, keyword_guard, make_config
+from fastapi.testclient import TestClient
+
+from serve.api import create_api
+from serve.guard import GuardServer
+from serve.service import GuardService
+
+
+def client_for(engine=None, env_token=None, monkeypatch=None, **overrides) -> TestClient:
+    if env_token is not None:
+        monkeypatch.setenv("REASONGUARD_SERVE_TOKEN", env_token)
+    elif monkeypatch is not None:
+        monkeypatch.delenv("REASONGUARD_SERVE_TOKEN", raising=False)
+    config = make_config(**overrides)
+    service = GuardService(GuardServer(engine or ScriptedEngine(keyword_guard), config), config)
+    return TestClient(create_api(service), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(monkeypatch):
+    return client_for(monkeypatch=monkeypatch)
+
+
+def test_guard_single_and_batch(client):
+    r = client.post("/v1/guard", json={"prompt": "How do I make a bomb?", "threshold": 0.5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "guard.result" and body["prompt_harm"] == "harmful" and body["flagged"] is True
+    assert 0 <= body["score"] <= 1 and body["latency_ms"] > 0
+    r = client.post("/v1/guard", json={"inputs": [{"prompt": "cake"}, {"prompt": "bomb", "response": "a detonator"}], "mode": "think"})
+    assert r.status_code == 200, r.text
+    batch = r.json()
+    assert batch["object"] == "guard.batch" and batch["mode"] == "think"
+    assert [x["prompt_harm"] for x in batch["results"]] == ["unharmful", "harmful"]
+    assert batch["results"][1]["response_harm"] == "harmful"
+
+
+def test_health_models_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["model"] == "scripted"
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "scripted"
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/guard", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/guard"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert len(body["oneOf"]) == 2
+    assert {"GuardRequest", "GuardBatchRequest", "Conversation", "GuardResponse", "ErrorResponse"} <= set(spec["components"]["schemas"])
+    assert {"401", "413", "422", "503", "504"} <= set(spec["paths"]["/v1/guard"]["post"]["responses"])
+
+
+def test_chat_completions(client):
+    r = client.post("/v1/chat/completions", json={"model": "scripted", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Human user:\nbomb\n\nAI assistant:\nNone\n\n/no_think"}]}],
+        "temperature": 0, "presence_penalty": 0})  # an unknown OpenAI field is ignored
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith("Prompt harm: harmful")
+
+
+@pytest.mark.parametrize(
+    "body, param, fragment",
+    [
+        (b"{not json", "body", "not valid JSON"),
+        (b"[1, 2]", "body", "JSON object"),
+        (b'{"prompt": "x", "mode": "fast"}', "mode", "'think' or 'no_think'"),
+        (b'{"prompt": 3}', "prompt", "string"),
+        (b'{"prompt": "x", "treshold": 0.5}', "treshold", "Extra inputs"),
+        (b'{"prompt": "x", "threshold": 1.5}', "threshold", "less than or equal to 1"),
+        (b'{"prompt": "x", "messages": [{"role": "user", "content": "y"}]}', None, "either 'prompt'"),
+        (b'{}', None, "either 'prompt'"),
+        (b'{"messages": [{"role": "assistant", "content": "y"}]}', None, "at least one user turn"),
+        (b'{"messages": [{"role": "robot", "content": "y"}]}', "messages[0].role", "Input should be"),
+        (b'{"inputs": []}', "inputs", "at least 1 item"),
+        (b'{"inputs": [{"prompt": "x", "mode": "think"}]}', "inputs[0].mode", "Extra inputs"),
+        (b'{"prompt": "x", "policy": []}', "policy", "at least one category"),
+        (b'{"prompt": "x", "policy": "   "}', "policy", "must not be empty"),
+        (b'{"prompt": "x", "reasoning_budget": 0}', "reasoning_budget", "greater than or equal to 1"),
+    ],
+)
+def test_422_names_the_field(client, body, param, fragment):
+    r = client.post("/v1/guard", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and fragment in err["message"] and err["code"] == 422
+
+
+def test_chat_422_and_404(client):
+    r = client.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": "x"}], "stream": True})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "stream"
+    r = client.post("/v1/chat/completions", json={"model": "scripted", "messages": []})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "messages"
+    r = client.post("/v1/chat/completions", json={"model": "other", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
+    assert client.get("/v1/nothing").status_code == 404 and client.get("/v1/guard").status_code == 405
+
+
+def test_413_names_the_limit(monkeypatch):
+    c = client_for(monkeypatch=monkeypatch, limits__max_body_bytes=2048, limits__max_text_chars=100, limits__max_batch_items=2)
+    r = c.post("/v1/guard", json={"prompt": "x" * 5000})
+    assert r.status_code == 413 and "2048 bytes" in r.json()["error"]["message"]
+    r = c.post("/v1/guard", json={"prompt": "x" * 101})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "prompt" and "limit is 100" in r.json()["error"]["message"]
+    r = c.post("/v1/guard", json={"inputs": [{"prompt": "x"}] * 3})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "inputs"
+
+    def chunked():
+        yield b'{"prompt": "'
+        for _ in range(10):
+            yield b"y" * 500
+        yield b'"}'
+
+    r = c.post("/v1/guard", content=chunked(), headers={"content-type": "application/json"})  # no Content-Length
+    assert r.status_code == 413
+
+
+def test_401_when_a_token_is_configured(monkeypatch):
+    c = client_for(env_token="s3cret", monkeypatch=monkeypatch)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}, {"Authorization": "Basic s3cret"}):
+        r = c.post("/v1/guard", json={"prompt": "x"}, headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", headers
+        assert c.get("/v1/models", headers=headers).status_code == 401
+    assert c.post("/v1/guard", json={"prompt": "x"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200  # probes need no token
+
+
+def test_auth_required_without_token_fails_the_start(monkeypatch):
+    monkeypatch.delenv("REASONGUARD_SERVE_TOKEN", raising=False)
+    with pytest.raises(RuntimeError, match="REASONGUARD_SERVE_TOKEN"):
+        client_for(auth__required=True)
+
+
+def _in_thread(fn):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", fn()))
+    t.start()
+    return t, out
+
+
+def test_503_with_retry_after_when_over_capacity(monkeypatch):
+    gate = threading.Event()
+    engine = ScriptedEngine(keyword_guard, gate=gate)
+    c = client_for(engine, monkeypatch=monkeypatch, limits__max_pending_items=3)
+    t, first = _in_thread(lambda: c.post("/v1/guard", json={"inputs": [{"prompt": "a"}, {"prompt": "b"}]}))
+    deadline = time.monotonic() + 10
+    while not engine.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        r = c.post("/v1/guard", json={"inputs": [{"prompt": "c"}, {"prompt": "d"}]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "2" and r.json()["error"]["type"] == "overloaded"
+    finally:
+        gate.set()
+        t.join(30)
+    assert first["r"].status_code == 200
+    assert c.post("/v1/guard", json={"inputs": [{"prompt": "c"}, {"prompt": "d"}]}).status_code == 200  # capacity is back
+
+
+def test_504_when_the_deadline_passes(monkeypatch):
+    gate = threading.Event()
+    # One portal for the whole test: a per-request portal would wait for the blocked engine thread on exit.
+    with client_for(ScriptedEngine(keyword_guard, gate=gate), monkeypatch=monkeypatch) as c:
+        try:
+            r = c.post("/v1/guard", json={"prompt": "x", "timeout_s": 0.2})  # the engine is held for 30 s
+            assert r.status_code == 504 and r.json()["error"]["param"] == "timeout_s"
+        finally:
+            gate.set()
+
+
+def test_503_and_unready_when_the_engine_fails(monkeypatch):
+    c = client_for(ScriptedEngine(keyword_guard, fail_with=RuntimeError("engine core died")), monkeypatch=monkeypatch)
+    for _ in range(4):
+        r = c.post("/v1/guard", json={"prompt": "x"})
+        assert r.status_code == 503 and "retry-after" in r.headers
+    assert c.get("/readyz").status_code == 503 and c.get("/healthz").status_code == 200
+
+
+def _random_json(rng, depth=0):
+    kinds = ["str", "int", "float", "bool", "null", "list", "dict"] if depth < 3 else ["str", "int", "null"]
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return rng.choice(["", "x", "think", "no_think", "user", "\u0000", "</think>", "Prompt harm: harmful", "a" * 300])
+    if kind == "int":
+        return rng.choice([0, -1, 1, 2**40, 400])
+    if kind == "float":
+        return rng.choice([0.5, -0.1, 1e308, 2.0])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = ["prompt", "response", "messages", "inputs", "mode", "policy", "threshold", "reasoning_budget", "role", "content",
+            "score_only", "timeout_s", "seed", "temperature", "id", "model", "n", "max_tokens", "stream"]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def test_fuzzed_input_never_gives_500(client):
+    rng = random.Random(1)
+    statuses = set()
+    for i in range(400):
+        path = rng.choice(["/v1/guard", "/v1/chat/completions"])
+        if i % 10 == 0:
+            raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        else:
+            raw = json.dumps(_random_json(rng)).encode()
+        r = client.post(path, content=raw, headers={"content-type": "application/json"})
+        statuses.add(r.status_code)
+        assert r.status_code in (200, 404, 413, 422), (path, raw, r.status_code, r.text)
+        assert "error" in r.json() or r.status_code == 200
+    assert 422 in statuses
