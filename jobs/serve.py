@@ -1,0 +1,109 @@
+"""`python -m jobs.serve --config cluster/configs/serve_local.yaml`: the guard behind Ray Serve (HTTP).
+
+Locally (starts Ray in-process, serves until Ctrl-C):
+    python -m jobs.serve --config cluster/configs/serve_local.yaml
+    curl -s http://127.0.0.1:8000/v1/guard -H 'content-type: application/json' -d '{"prompt": "How do I bake bread?"}'
+On a running Ray cluster (deploys, then returns because blocking=false):
+    ray job submit --address http://127.0.0.1:8265 --working-dir . --runtime-env cluster/runtime_env.yaml \\
+      -- python -m jobs.serve --config cluster/configs/serve_gpu.yaml --set blocking=false
+or with Serve's own CLI, from the same config (see cluster/serve/guard_serve.yaml):
+    serve deploy cluster/serve/guard_serve.yaml --address http://127.0.0.1:8265
+On KubeRay: the RayService in kuberay/ is generated from cluster/serve/guard_serve.yaml.
+
+`start(config)` deploys and returns the base URL once the guard answers (tests, demos, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+
+from reasonguard.config.serve import ServeConfig
+
+log = logging.getLogger("jobs.serve")
+
+
+def start(config: ServeConfig, ready_timeout_s: float = 600) -> str:
+    """Start (or join) Ray, start Serve's proxy, deploy the guard, wait until it is ready; the base URL."""
+    from ray import serve
+
+    from pipelines.ray_utils import init_ray
+    from serve.app import build_application
+
+    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
+    http_options = {"host": config.http.host, "port": config.http.port}
+    if config.http.request_timeout_s is not None:
+        http_options["request_timeout_s"] = config.http.request_timeout_s
+    serve.start(http_options=http_options)
+    log.info("deploying %s (%s) on Serve", config.app_name, config.engine.model)
+    serve.run(build_application(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
+    url = f"http://{host}:{config.http.port}{config.route_prefix.rstrip('/')}"
+    wait_ready(url, ready_timeout_s)
+    return url
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    """Poll GET /readyz through the proxy until it answers 200."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=5)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"the guard at {url} was not ready after {timeout_s:.0f} s ({last})")
+
+
+def stop(config: ServeConfig) -> None:
+    """Remove the application (the proxy and Ray keep running)."""
+    from ray import serve
+
+    serve.delete(config.app_name)
+
+
+def metrics_url() -> str | None:
+    """Ray's Prometheus endpoint on this node (Serve's metrics and ours), when Ray runs."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    node = ray._private.worker.global_worker.node  # noqa: SLF001 - the node's own metrics port
+    return f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
+
+
+def run(config: ServeConfig) -> str:
+    url = start(config)
+    print(f"guard ready at {url}  (POST {url}/v1/guard, {url}/v1/chat/completions; docs {url}/docs)", flush=True)
+    if metrics_url():
+        print(f"Prometheus metrics: {metrics_url()}", flush=True)
+    if not config.blocking:
+        return url
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("shutting down Serve")
+    from ray import serve
+
+    serve.shutdown()
+    return url
+
+
+def main(argv=None) -> int:
+    from jobs.common import stage_main
+
+    return stage_main(ServeConfig, run, argv, "python -m jobs.serve", "The dual-mode guard behind Ray Serve (HTTP).")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

