@@ -100,8 +100,9 @@ def stop(client, job_id: str) -> str:
 def _report(client, job_id: str, status: str) -> int:
     info = client.get_job_info(job_id)
     line = f">> job {job_id}: {status}"
-    if status != "SUCCEEDED" and getattr(info, "message", None):
-        line += f" ({info.message})"
+    message = (getattr(info, "message", None) or "").strip()
+    if status != "SUCCEEDED" and message:
+        line += f": {message.splitlines()[0]}"  # the rest repeats the log tail already streamed
     print(line, file=sys.stderr)
     return plan.exit_code(status)
 
