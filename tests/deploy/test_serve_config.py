@@ -64,18 +64,18 @@ def test_render_command_detects_and_repairs_drift(tmp_path, capsys):
             shutil.copy(REPO_ROOT / rel, tmp_path / rel)
     source = tmp_path / kuberay.SERVE_TARGETS[0].serve_config
     cfg = yaml.safe_load(source.read_text())
-    cfg["applications"][0]["deployments"][0]["max_ongoing_requests"] = 7
+    cfg["applications"][0].setdefault("args", {})["overrides"] = {"replica.num_replicas": 7}
     source.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     assert kuberay.main(["--root", str(tmp_path), "render-rayservice", "--check"]) == 1
-    assert "max_ongoing_requests: 7" in capsys.readouterr().err
+    assert "replica.num_replicas: 7" in capsys.readouterr().err
     manifest = tmp_path / kuberay.SERVE_TARGETS[0].manifest
     before = manifest.read_text()
     assert kuberay.main(["--root", str(tmp_path), "render-rayservice"]) == 0
     after = manifest.read_text()
     assert kuberay.main(["--root", str(tmp_path), "render-rayservice", "--check"]) == 0
     service = yaml.safe_load(after)
-    assert yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["deployments"][0]["max_ongoing_requests"] == 7
+    assert yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]["overrides"] == {"replica.num_replicas": 7}
     # Only the generated string changed: comments and the cluster spec are kept as written.
     assert service["spec"]["rayClusterConfig"] == yaml.safe_load(before)["spec"]["rayClusterConfig"]
     assert [l for l in after.splitlines() if l.startswith("#")] == [l for l in before.splitlines() if l.startswith("#")]
@@ -106,21 +106,25 @@ def _rayservice(where: str) -> dict:
 
 @pytest.mark.parametrize("where", ["kuberay/base", "kuberay/overlays/dev-cpu", "kuberay/overlays/gpu-prod"])
 def test_serve_replicas_fit_the_worker_pods(where):
-    """Each replica's num_gpus/num_cpus fits one worker pod, and the group can hold max_replicas of them."""
+    """Each replica's CPUs/GPUs (from the app's ServeConfig) fit one worker pod, and the worker
+    groups can hold the most replicas the app may scale to."""
+    from reasonguard.config import load_config
+    from reasonguard.config.serve import ServeConfig
+
     service = _rayservice(where)
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     groups = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     for app in serve["applications"]:
-        for dep in app.get("deployments", []):
-            opts = dep.get("ray_actor_options", {})
-            gpus, cpus = opts.get("num_gpus", 0), opts.get("num_cpus", 1)
-            max_replicas = dep.get("autoscaling_config", {}).get("max_replicas", dep.get("num_replicas", 1))
-            fitting = []
-            for g in groups:
-                limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
-                pod_gpus = int(limits.get("nvidia.com/gpu", 0))
-                per_pod = min(int(int(limits["cpu"]) // cpus) if cpus else 10**6, pod_gpus // gpus if gpus else 10**6)
-                if per_pod >= 1:
-                    fitting.append(per_pod * g["maxReplicas"])
-            assert fitting, f"{where}: no worker group fits a {dep['name']} replica ({cpus} CPU, {gpus} GPU)"
-            assert max(fitting) >= max_replicas, f"{where}: {dep['name']} max {max_replicas} replicas, room for {max(fitting)}"
+        args = app.get("args") or {}
+        if not (REPO_ROOT / args.get("config", "")).is_file():
+            pytest.skip(f"{args.get('config')} (the app's ServeConfig) is not in the checkout yet")
+        cfg = load_config(REPO_ROOT / args["config"], ServeConfig, dict(args.get("overrides") or {}))
+        cpus, gpus = cfg.replica.num_cpus, cfg.replica.num_gpus
+        max_replicas = cfg.replica.num_replicas or cfg.autoscaling.max_replicas
+        room = 0
+        for g in groups:
+            limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+            pod_cpus, pod_gpus = float(limits["cpu"]), int(limits.get("nvidia.com/gpu", 0))
+            per_pod = min(pod_cpus // cpus if cpus else 10**6, pod_gpus // gpus if gpus else 10**6)
+            room += int(per_pod) * g["maxReplicas"]
+        assert room >= max_replicas, f"{where}: up to {max_replicas} replicas of {cpus} CPU/{gpus} GPU, room for {room}"
