@@ -182,6 +182,14 @@ def test_ray_version_matches_image_tags(where, doc):
             assert m["variant"] == variant, f"{label}: {where} should run the {variant} image"
 
 
+def test_every_resource_has_its_own_component_label():
+    """`kubectl apply -k <overlay> -l app.kubernetes.io/component=<c>` picks one piece (docs/kuberay.md)."""
+    for where, docs in rendered().items():
+        components = [d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs]
+        assert sorted(components) == ["cluster", "distill", "evaluate", "guard", "storage", "train"], where
+        assert all(d["metadata"]["labels"]["app.kubernetes.io/name"] == "reasonguard" for d in docs)
+
+
 # ------------------------------------------------------------------------------------- RayJobs
 
 
