@@ -107,19 +107,17 @@ def _report(client, job_id: str, status: str) -> int:
     return plan.exit_code(status)
 
 
-def _submit(args: argparse.Namespace, client) -> str:
+def _prepare(args: argparse.Namespace) -> dict:
+    """Everything checked locally before the cluster is contacted (a bad path exits 2, nothing submitted)."""
     runtime_env = plan.load_runtime_env(args.runtime_env or None, args.working_dir)
     config = plan.job_config_path(args.config, runtime_env.get("working_dir"))
-    entrypoint = plan.build_entrypoint(args.stage, config, args.overrides)
-    job_id = args.submission_id or plan.submission_id(args.stage)
-    print(f">> submitting {job_id} to {args.address}: {entrypoint}", file=sys.stderr)
-    return client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env=runtime_env,
-        submission_id=job_id,
-        metadata={"reasonguard_stage": args.stage, "reasonguard_config": config},
-        entrypoint_num_cpus=args.entrypoint_num_cpus,
-    )
+    return {
+        "entrypoint": plan.build_entrypoint(args.stage, config, args.overrides),
+        "runtime_env": runtime_env,
+        "submission_id": args.submission_id or plan.submission_id(args.stage),
+        "metadata": {"reasonguard_stage": args.stage, "reasonguard_config": config},
+        "entrypoint_num_cpus": args.entrypoint_num_cpus,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,16 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     try:
+        request = None if args.stop else _prepare(args)
+    except ValueError as exc:  # a bad config path, runtime env or working_dir: nothing was submitted
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         client = _client(args.address)
         if args.stop:
             status = stop(client, args.stop)
             print(f">> job {args.stop}: {status}", file=sys.stderr)
             return 0 if plan.is_terminal(status) else 1
-        job_id = _submit(args, client)
-    except ValueError as exc:  # a bad config path, runtime env or working_dir: nothing was submitted
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ConnectionError, RuntimeError) as exc:
+        print(f">> submitting {request['submission_id']} to {args.address}: {request['entrypoint']}", file=sys.stderr)
+        job_id = client.submit_job(**request)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
         print(f"error: {plan.explain_client_error(exc, args.address)}", file=sys.stderr)
         return 1
     if args.no_wait:

@@ -110,7 +110,10 @@ def load_runtime_env(path: str | Path | None, working_dir: str | None = None, cw
     """
     env: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
+        file = Path(cwd or os.getcwd()) / path
+        if not file.is_file():
+            raise ValueError(f"runtime env file {path} does not exist (run from the repository root, or pass --runtime-env)")
+        text = file.read_text(encoding="utf-8")
         loaded = yaml.safe_load(text)
         if loaded is None:
             loaded = {}

@@ -74,6 +74,8 @@ def test_runtime_env_overrides_and_default_excludes(tmp_path):
     assert plan.load_runtime_env(None, cwd=tmp_path)["working_dir"] == str(tmp_path)
     with pytest.raises(ValueError, match="not a directory"):
         plan.load_runtime_env(None, working_dir="nope", cwd=tmp_path)
+    with pytest.raises(ValueError, match="run from the repository root"):
+        plan.load_runtime_env("cluster/runtime_env.yaml", cwd=tmp_path)
     (tmp_path / "bad.yaml").write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="must be a mapping"):
         plan.load_runtime_env(tmp_path / "bad.yaml", cwd=tmp_path)
@@ -139,3 +141,34 @@ def test_usage_errors_exit_2_before_contacting_a_cluster(argv, message, capsys):
         submit_cli.main(argv + ["--address", "http://127.0.0.1:9"])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_deploy_modules_and_submit_cli_import_without_ray():
+    import subprocess
+    import sys
+
+    heavy = ["ray", "vllm", "deepspeed", "torch", "transformers"]
+    code = (
+        "import sys, reasonguard.deploy.kuberay, reasonguard.deploy.kustomize, reasonguard.deploy.submit, jobs.submit\n"
+        "reasonguard.deploy.submit.stage_modules()\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"heavy modules imported: {out}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "--config", "cluster/configs/no_such_stage_config.yaml"], "does not exist"),
+        (["predict", "--config", "{tmp}/x.yaml"], "outside the working directory"),
+        (["predict", "--config", "cluster/configs/predict_local.yaml", "--runtime-env", "nope.yaml"], "runtime env file"),
+    ],
+)
+def test_bad_paths_exit_2_before_contacting_a_cluster(argv, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(REPO_ROOT)
+    (tmp_path / "x.yaml").write_text("a: 1\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert submit_cli.main(argv + ["--address", "http://127.0.0.1:9"]) == 2  # 1 would mean it tried the address
+    err = capsys.readouterr().err
+    assert message in err and "Failed to connect" not in err
