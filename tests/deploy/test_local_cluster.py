@@ -66,8 +66,10 @@ def _run(cmd, env, timeout, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
 
 
 def _our_processes(temp_root: str) -> list[str]:
+    """Live processes whose command line names the cluster's node folders (zombies are already gone)."""
     out = subprocess.run(["ps", "-e", "-o", "pid=,stat=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if temp_root + "/" in line and " Z" not in line[:12] and "ps -e" not in line]
+    rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+    return [" ".join(r) for r in rows if len(r) == 3 and not r[1].startswith("Z") and temp_root + "/" in r[2]]
 
 
 @pytest.fixture(scope="module")
