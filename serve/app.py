@@ -76,30 +76,36 @@ def token_counter(config: ServeConfig):
 class GuardDeployment:
     """One replica: an engine, the guard logic, and the HTTP app built around them."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    async def __init__(self, config: dict[str, Any]) -> None:
+        """Async so that it runs on the replica's event loop, where AsyncLLM must live (engine_mode 'async')."""
         from reasonguard.engines import build_engine
 
         self.config = ServeConfig.model_validate(config)
         logging.getLogger("serve").setLevel(self.config.log_level)
-        engine = build_engine(self.config.engine)
-        server = GuardServer(engine, self.config, count_tokens=token_counter(self.config))
+        if self.config.engine_mode == "async":
+            engine = build_async_engine(self.config)
+            server = GuardServer(engine, self.config, count_tokens=engine.count_tokens)
+        else:
+            server = GuardServer(build_engine(self.config.engine), self.config, count_tokens=token_counter(self.config))
         self.service = GuardService(server, self.config, metrics=RayServeMetrics())
         batching = self.config.batching
-        if batching.enabled:
+        if batching.enabled and batching.strategy == "serve":
             self.service.submit = serve.batch(
                 max_batch_size=batching.max_batch_size, batch_wait_timeout_s=batching.batch_wait_timeout_s
             )(self.service.run_batch)
-        self._warm_up(server)
+        await self._warm_up(server)
 
-    @staticmethod
-    def _warm_up(server: GuardServer) -> None:
+    async def _warm_up(self, server: GuardServer) -> None:
         """One short generation, so a broken engine fails the start (not the first user) and the
         first request does not pay one-off costs."""
         from serve.guard import raise_first_error
         from serve.schemas import GuardRequest
 
         plan = server.plan_guard(GuardRequest(prompt="warm-up", score_only=True))
-        raise_first_error(server.generate(plan.jobs))
+        if self.config.engine_mode == "async":
+            raise_first_error([await server.generate_async(plan.jobs[0])])
+        else:
+            raise_first_error(server.generate(plan.jobs))
 
     def __serve_build_asgi_app__(self):
         from serve.api import create_api
@@ -113,6 +119,19 @@ class GuardDeployment:
         service = getattr(self, "service", None)
         if service is not None:
             service.server.close()
+
+
+def build_async_engine(config: ServeConfig):
+    """AsyncVLLMEngine with the same settings `build_engine` gives VLLMEngine."""
+    from reasonguard.models import resolve_model
+    from serve.async_vllm import AsyncVLLMEngine
+
+    e = config.engine
+    return AsyncVLLMEngine(
+        resolve_model(e.model), max_model_len=e.max_model_len, tensor_parallel_size=e.tensor_parallel_size, dtype=e.dtype,
+        enforce_eager=e.enforce_eager, gpu_memory_utilization=e.gpu_memory_utilization, seed=e.seed, model_id=e.model,
+        **e.engine_kwargs,
+    )
 
 
 def deployment_options(config: ServeConfig) -> dict[str, Any]:

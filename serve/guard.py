@@ -9,6 +9,7 @@ so everything here is unit-tested with a scripted engine and exercised for real 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -290,6 +291,17 @@ class GuardServer:
         for i, out in zip(indices, outputs):
             results[i] = out
 
+    async def generate_async(self, job: Job) -> RequestOutput | GuardError:
+        """One job on an asynchronous engine (`generate_one`: vLLM's AsyncLLM batches continuously)."""
+        try:
+            output = await self.engine.generate_one(job.messages, job.sampling)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, never propagated raw
+            return self._classify(exc)
+        self._failures = 0
+        return output
+
     def _classify(self, exc: Exception) -> GuardError:
         text = str(exc)
         lowered = text.lower()
@@ -321,7 +333,7 @@ class GuardServer:
 
     @property
     def healthy(self) -> bool:
-        return self._failures < MAX_ENGINE_FAILURES
+        return self._failures < MAX_ENGINE_FAILURES and not getattr(self.engine, "dead", False)
 
     def check_health(self) -> None:
         """Raise when the engine keeps failing: Serve then replaces the replica."""

@@ -1,14 +1,15 @@
 """`GuardService`: the async layer between HTTP and `GuardServer`: admission, deadlines, metrics.
 
-`submit` is how one engine job reaches the engine: under Serve it is a `@serve.batch` function
-(concurrent jobs of all requests share engine calls); without Serve, or with batching off, each
-job is its own engine call in a worker thread. Either way the event loop never blocks on the
+`submit` is how one engine job reaches the engine: a `QueueBatcher` (default) or, under Serve,
+a `@serve.batch` function, so concurrent jobs of all requests share engine calls; with batching
+off, each job is its own engine call in a worker thread. Either way the event loop never blocks on the
 engine, so health checks and other requests stay responsive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -42,11 +43,74 @@ class NullMetrics:
         pass
 
 
+class QueueBatcher:
+    """Batches for a synchronous engine: what arrives while the engine is busy is the next batch.
+
+    One worker per event loop takes up to `max_batch_size` queued jobs the moment the previous
+    engine call returns (after lingering `wait_s` when fewer are queued), so an idle engine starts
+    at once and a busy one gets full batches. Jobs whose caller gave up (deadline) are dropped
+    before they reach the engine.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Job]], Awaitable[list]], max_batch_size: int, wait_s: float = 0.0) -> None:
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.wait_s = wait_s
+        self._queue: collections.deque = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def submit(self, job: Job):
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._queue.clear()  # only after a loop change (in-process tests): nothing of it can run
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run())
+        future = loop.create_future()
+        self._queue.append((job, future))
+        self._wakeup.set()
+        return await future
+
+    def _take(self) -> list:
+        batch = []
+        while self._queue and len(batch) < self.max_batch_size:
+            job, future = self._queue.popleft()
+            if not future.done():  # cancelled by a deadline: skip
+                batch.append((job, future))
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                if self.wait_s and len(self._queue) < self.max_batch_size:
+                    await asyncio.sleep(self.wait_s)
+                batch = self._take()
+                if not batch:
+                    continue
+                try:
+                    results = await self.run_batch([job for job, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+
+
 class GuardService:
     def __init__(self, server: GuardServer, config: ServeConfig, submit: Submit | None = None, metrics: Metrics | None = None) -> None:
         self.server = server
         self.config = config
         self.metrics = metrics or NullMetrics()
+        batching = config.batching
+        if submit is None and hasattr(server.engine, "generate_one"):
+            submit = server.generate_async  # the engine batches continuously by itself
+        elif submit is None and batching.enabled and batching.strategy == "queue":
+            submit = QueueBatcher(self.run_batch, batching.max_batch_size, batching.batch_wait_timeout_s).submit
         self.submit: Submit = submit or self.submit_unbatched
         self.pending = 0
         self.token = self._read_token(config)

@@ -59,11 +59,20 @@ class ReplicaSettings(StrictModel):
 
 
 class BatchingSettings(StrictModel):
-    """Serve's dynamic batching: concurrent conversations (across requests) go to the engine as one batch."""
+    """Dynamic batching: concurrent conversations (across requests) share one engine call.
+
+    'queue': conversations that arrive while the engine is busy form the next batch, which starts
+    the moment the engine is free (no waiting when idle). 'serve': Ray Serve's `@serve.batch`, which
+    forms the next batch from the first arrival plus `batch_wait_timeout_s`, even while the engine
+    is still busy (smaller batches under load; see docs/benchmarks.md).
+    """
 
     enabled: bool = Field(True, description="Off = each conversation is its own engine call (one at a time per replica).")
+    strategy: Literal["queue", "serve"] = Field("queue", description="'queue' (drain when the engine is free) or 'serve' (@serve.batch).")
     max_batch_size: int = Field(16, ge=1, description="Conversations per engine call.")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, description="How long the first conversation waits for others to join.")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="How long a batch waits for more conversations before it starts (0 = start at once)."
+    )
 
 
 class LimitSettings(StrictModel):
@@ -132,6 +141,11 @@ class ServeConfig(StrictModel):
     """The dual-mode guard as a Ray Serve application."""
 
     engine: EngineConfig
+    engine_mode: Literal["batch", "async"] = Field(
+        "batch",
+        description="'batch': the engine's synchronous generate() on batches formed by `batching`; 'async' (kind vllm "
+        "only): vLLM's AsyncLLM, which batches continuously (conversations join the running batch at each step).",
+    )
     served_model_name: str | None = Field(None, description="Model id in responses and /v1/models (default: engine.model).")
     app_name: str = Field("guard", min_length=1, description="Serve application name.")
     route_prefix: str = Field("/", pattern=r"^/", description="HTTP route prefix of the application.")
@@ -152,6 +166,8 @@ class ServeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServeConfig":
+        if self.engine_mode == "async" and self.engine.kind != "vllm":
+            raise ValueError(f"engine_mode 'async' needs engine.kind 'vllm', not {self.engine.kind!r}")
         if self.replica.num_replicas is None and self.autoscaling is None:
             raise ValueError("set replica.num_replicas or autoscaling")
         if self.batching.enabled and self.replica.max_ongoing_requests < self.batching.max_batch_size:

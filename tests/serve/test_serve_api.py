@@ -217,3 +217,39 @@ def test_fuzzed_input_never_gives_500(client):
         assert r.status_code in (200, 404, 413, 422), (path, raw, r.status_code, r.text)
         assert "error" in r.json() or r.status_code == 200
     assert 422 in statuses
+
+
+def test_queue_batcher_batches_what_arrives_while_busy():
+    import asyncio
+
+    from serve.service import QueueBatcher
+
+    calls, release = [], None
+
+    async def run_batch(jobs):
+        calls.append(list(jobs))
+        if jobs == ["boom"]:
+            raise RuntimeError("engine failed")
+        await release.wait()
+        return [f"out-{j}" for j in jobs]
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        batcher = QueueBatcher(run_batch, max_batch_size=4)
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.01)  # the engine is now busy with [0]
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 7)]
+        doomed = asyncio.create_task(batcher.submit(99))
+        await asyncio.sleep(0.01)
+        doomed.cancel()  # a deadline passed while queued: it never reaches the engine
+        release.set()
+        results = await asyncio.gather(first, *rest)
+        with pytest.raises(RuntimeError, match="engine failed"):
+            await batcher.submit("boom")
+        assert await batcher.submit(7) == "out-7"  # the worker survived the failure
+        return results
+
+    results = asyncio.run(main())
+    assert results == [f"out-{i}" for i in range(7)]
+    assert calls == [[0], [1, 2, 3, 4], [5, 6], ["boom"], [7]]

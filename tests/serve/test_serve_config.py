@@ -77,3 +77,9 @@ def test_build_app_args_errors():
         build_app({"config": "cluster/configs/serve_local.yaml", "confg": 1})
     app = build_app({"config": "cluster/configs/serve_local.yaml", "overrides": {"replica.num_replicas": 3}})
     assert app._bound_deployment._deployment_config.num_replicas == 3
+
+
+def test_engine_mode_async_needs_vllm():
+    with pytest.raises(ValueError, match="engine_mode 'async' needs engine.kind 'vllm'"):
+        ServeConfig.model_validate({"engine": {"kind": "openai", "model": "m", "base_url": "http://x"}, "engine_mode": "async"})
+    assert ServeConfig.model_validate({"engine": {"kind": "vllm", "model": "tiny"}, "engine_mode": "async"}).engine_mode == "async"

