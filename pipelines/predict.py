@@ -1,0 +1,75 @@
+"""Guard predictions at scale: Ray Data + vLLM engine actors (or any reasonguard engine).
+
+preprocess (reasonguard.predict.request_row) -> engine (pipelines.llm) -> postprocess
+(reasonguard.predict.result_row). Rows stream back to the driver and are written part by part,
+so a run that dies keeps what it finished and a re-run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+from reasonguard.engines.base import SamplingConfig
+from reasonguard.io import PartWriter, done_keys
+from reasonguard.predict import PredictionRow, expand_items, request_row, result_row
+from reasonguard.schema import GuardExample
+
+log = logging.getLogger(__name__)
+KEY = ["dataset", "item_id", "mode", "sample_idx"]
+PREDICTION_COLUMNS = [f.name for f in dataclasses.fields(PredictionRow)]
+
+
+def run_predictions(
+    datasets: dict[str, Sequence[GuardExample]],
+    modes: Sequence[str],
+    n_samples: int,
+    output_dir: str | Path,
+    *,
+    engine_config,
+    sampling_by_mode: dict[str, SamplingConfig],
+    policy=None,
+    batch_size: int = 16,
+    concurrency: int = 1,
+    gpus_per_replica: float = 0,
+    flush_every: int = 64,
+) -> Path:
+    """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder."""
+    import ray.data
+
+    from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage
+    from reasonguard.models import resolve_model
+
+    parts = Path(output_dir) / "predictions"
+    skip = done_keys(parts, KEY)
+    work = [row for name, exs in datasets.items() for row in expand_items(exs, name, modes, n_samples, skip)]
+    log.info("%d predictions to make (%d already done)", len(work), len(skip))
+    if not work:
+        return parts
+    model_id = engine_config.model
+    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy)
+    post = partial(result_row, model_id=model_id, policy=policy)
+    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // batch_size, 200)))
+    if engine_config.kind == "vllm":
+        processor = vllm_stage(
+            resolve_model(engine_config.model), vllm_engine_kwargs(engine_config), pre, post,
+            batch_size=batch_size, concurrency=concurrency, gpus_per_replica=gpus_per_replica,
+        )
+        ds = processor(ds)
+    else:
+        ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=batch_size,
+                          concurrency=concurrency, gpus_per_replica=gpus_per_replica)
+    writer = PartWriter(parts)
+    pending: list[dict] = []
+    for row in ds.iter_rows():
+        if "raw_output" not in row:  # a vLLM error row bypasses postprocess: record it as a failure
+            row = result_row(row, model_id, policy)
+        pending.append({k: row[k] for k in PREDICTION_COLUMNS})
+        if len(pending) >= flush_every:
+            writer.write(pending)
+            pending = []
+    writer.write(pending)
+    return parts

