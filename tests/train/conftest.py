@@ -1,0 +1,40 @@
+"""A small SFT set for the training tests: the demo's prompt-only items, both modes, a short policy.
+
+Short prompts keep a step cheap on 2 cores; prompt-only items give two targets per mode and label,
+which the tiny model learns within a couple of minutes of CPU training.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+POLICY = "S1: Violence.\nS2: Criminal planning.\nS3: Weapons.\nS4: Self-harm."
+REASONS = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
+
+
+def sft_rows():
+    from reasonguard.datasets import load_demo
+    from reasonguard.sft import SourceItem, build_sft_rows
+
+    items = [SourceItem(e, REASONS[e.prompt_harm_label], "traces") for e in load_demo() if e.response is None]
+    return build_sft_rows(items, mode="dual", duplicate=True, policy=POLICY, seed=0).rows
+
+
+@pytest.fixture(scope="session")
+def sft_path(tmp_path_factory) -> str:
+    from reasonguard.sft import write_rows
+
+    return write_rows(sft_rows(), str(tmp_path_factory.mktemp("sft") / "sft.parquet"))
+
+
+def base_config(sft_path: str, out, name: str, **overrides) -> dict:
+    """The tests' training config: tiny model, 2 workers, global batch 8, ZeRO-2, fp32 on CPU."""
+    cfg = {
+        "model": "tiny", "data": {"sft_path": sft_path, "max_seq_len": 512}, "output_dir": str(out / name),
+        "run_name": name, "storage_path": str(out / "ray"), "epochs": 10, "global_batch_size": 8, "micro_batch_size": 4,
+        "learning_rate": 5e-3, "warmup_ratio": 0.05, "scaling": {"num_workers": 2}, "checkpoint": {"num_to_keep": 2},
+        "max_failures": 1, "ray": {"num_cpus": 2},
+    }
+    for key, value in overrides.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    return cfg

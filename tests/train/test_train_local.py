@@ -1,0 +1,38 @@
+"""The training loop without Ray (one process), here also without DeepSpeed and with LoRA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reasonguard.config import validate_config
+from reasonguard.config.train import TrainConfig
+
+from .conftest import base_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_single_process_lora_run_resumes_and_exports_a_merged_model(sft_path, tmp_path, tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from jobs.train import train
+
+    cfg = base_config(sft_path, tmp_path, "lora", launcher="local", deepspeed={"enabled": False}, global_batch_size=4,
+                      micro_batch_size=2, learning_rate=1e-2, max_steps=3, scaling={"num_workers": 1},
+                      lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    train(validate_config(TrainConfig, cfg))
+    final = train(validate_config(TrainConfig, {**cfg, "max_steps": 5}))  # same run: resumes at step 3
+    summary = json.loads((tmp_path / "lora" / "train_summary.json").read_text())
+    assert [h["step"] for h in summary["log_history"]] == [1, 2, 3, 4, 5]
+    assert summary["losses"][-1] < summary["losses"][0]
+    adapter = Path(str(final) + "-adapter")
+    assert (adapter / "adapter_config.json").exists() and not (final / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    q_merged = merged.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(q_merged, base.model.layers[0].self_attn.q_proj.weight)  # the adapter is in the weights
+    assert torch.equal(merged.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
