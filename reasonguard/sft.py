@@ -423,8 +423,12 @@ def pack_sequences(examples: Sequence[EncodedExample], max_len: int) -> list[Pac
 # ---------------------------------------------------------------- files
 
 
+TRACE_FILES = ("traces_budgets.parquet", "traces.parquet")  # a shorten / distill output_dir's trace table
+
+
 def read_rows(path: str) -> list[dict]:
-    """Rows of a parquet file, a folder of parquet parts, or a jsonl/json/csv table (local or URL)."""
+    """Rows of a parquet file, a folder of parquet parts, a distill/shorten output folder (its trace
+    table), or a jsonl/json/csv table (local or URL)."""
     from pathlib import Path
 
     from reasonguard.datasets import read_records
@@ -432,6 +436,9 @@ def read_rows(path: str) -> list[dict]:
 
     local = Path(path)
     if local.is_dir():
+        for name in TRACE_FILES:
+            if (local / name).exists():
+                return read_parts(local / name)
         rows = read_parts(local)
         if not rows:
             rows = [r for f in sorted(local.glob("*.parquet")) for r in read_parts(f)]

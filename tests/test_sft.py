@@ -225,3 +225,19 @@ def test_packing_restarts_positions_and_masks_boundaries(tokenizer):
             assert p.labels[start + 1:start + len(ex.labels)] == ex.labels[1:]
     with pytest.raises(ValueError, match="max_len"):
         pack_sequences(encoded, 10)
+
+
+def test_sft_data_job_writes_rows_and_stats(tmp_path, capsys):
+    from jobs.sft_data import main
+
+    (tmp_path / "dist").mkdir()
+    write_rows([_trace_row(i, "harmful" if i % 2 else "unharmful") for i in range(10)], str(tmp_path / "dist" / "traces.parquet"))
+    config = tmp_path / "sft.yaml"
+    config.write_text(f"traces: [{tmp_path / 'dist'}]\nlabelled: [{{dataset: demo, split: train, limit: 5}}]\n"
+                      f"budget: 1\nsubset_size: 12\noutput: {tmp_path / 'out' / 'sft.jsonl'}\n")
+    assert main(["--config", str(config)]) == 0
+    rows = read_rows(str(tmp_path / "out" / "sft.jsonl"))
+    stats = json.loads((tmp_path / "out" / "sft.jsonl.stats.json").read_text())
+    assert len(rows) == stats["rows"] == 12 and stats["inputs"] == {"traces": 10, "labelled": 5, "topic_following": 0}
+    assert all(r["reasoning"].startswith("Short") for r in rows if r["mode"] == "think")
+    assert "12 SFT rows" in capsys.readouterr().out

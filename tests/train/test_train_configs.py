@@ -1,0 +1,48 @@
+"""The shipped training configs validate, build a DeepSpeed config, and say what the issue promised."""
+
+from __future__ import annotations
+
+import yaml
+
+from reasonguard.config import load_config
+from reasonguard.config.train import SftDataConfig, TrainConfig
+from reasonguard.train.deepspeed_config import build_deepspeed_config
+from reasonguard.train.loop import ds_config_of, precision_of
+
+
+def _load(repo_root, name: str) -> TrainConfig:
+    return load_config(repo_root / "cluster" / "configs" / name, TrainConfig)
+
+
+def test_local_config_is_two_cpu_workers_zero2_fp32(repo_root):
+    cfg = _load(repo_root, "train_local.yaml")
+    assert cfg.model == "smollm2" and cfg.scaling.num_workers == 2 and not cfg.scaling.use_gpu
+    assert cfg.deepspeed.enabled and cfg.deepspeed.zero_stage == 2 and precision_of(cfg) == "fp32"
+    ds = ds_config_of(cfg, cfg.scaling.num_workers, precision_of(cfg))
+    assert ds["train_batch_size"] == 8 and ds["gradient_accumulation_steps"] == 4
+
+
+def test_gpu_presets_are_eight_gpus_zero3_bf16_paper_defaults(repo_root):
+    models = {}
+    for name in ("train_gemma3_4b_gpu.yaml", "train_llama31_8b_gpu.yaml", "train_gpu.yaml"):
+        cfg = _load(repo_root, name)
+        models[name] = cfg.model
+        assert cfg.scaling.num_workers == 8 and cfg.scaling.use_gpu and precision_of(cfg) == "bf16"
+        assert (cfg.global_batch_size, cfg.epochs, cfg.learning_rate, cfg.lora) == (32, 5, 1e-6, None)
+        ds = ds_config_of(cfg, 8, "bf16")
+        assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"]
+        assert ds == build_deepspeed_config(global_batch_size=32, micro_batch_size=1, world_size=8, zero_stage=3,
+                                            precision="bf16", learning_rate=1e-6)
+    assert models == {"train_gemma3_4b_gpu.yaml": "google/gemma-3-4b-it", "train_llama31_8b_gpu.yaml": "meta-llama/Llama-3.1-8B-Instruct",
+                      "train_gpu.yaml": "google/gemma-3-4b-it"}
+
+
+def test_kuberay_default_config_equals_the_gemma_preset(repo_root):
+    folder = repo_root / "cluster" / "configs"
+    assert yaml.safe_load((folder / "train_gpu.yaml").read_text()) == yaml.safe_load((folder / "train_gemma3_4b_gpu.yaml").read_text())
+
+
+def test_sft_data_local_config(repo_root):
+    cfg = load_config(repo_root / "cluster" / "configs" / "sft_data_local.yaml", SftDataConfig)
+    assert cfg.mode == "dual" and cfg.budget == "full" and cfg.traces
+    assert _load(repo_root, "train_local.yaml").data.sft_path == cfg.output
