@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
-from reasonguard.policy import Policy, resolve_policy
+from reasonguard.policy import REFUSAL_POLICY, Policy, resolve_policy
 from reasonguard.prompts import Mode, guard_messages
 from reasonguard.schema import GuardExample
 from reasonguard.targets import guard_input_of, policy_of
@@ -37,11 +37,13 @@ class PredictionRow:
     policy: str
     prompt_harm_gold: str | None
     response_harm_gold: str | None
+    refusal_harm_gold: str | None  # refusal task: "refusal" / "compliance" (named for the metrics' <task>_harm_gold)
     raw_output: str
     parsed_ok: bool
     parse_error: str | None
     pred_prompt_harm: str | None
     pred_response_harm: str | None
+    pred_refusal_harm: str | None  # refusal task: the response "violates" REFUSAL_POLICY -> "refusal"
     reasoning: str | None
     output_tokens: int
     prompt_tokens: int
@@ -51,13 +53,13 @@ class PredictionRow:
 
     @property
     def gold(self) -> str | None:
-        return self.response_harm_gold if self.task == "response" else self.prompt_harm_gold
+        return {"response": self.response_harm_gold, "refusal": self.refusal_harm_gold}.get(self.task, self.prompt_harm_gold)
 
     @property
     def pred(self) -> str | None:
         if not self.parsed_ok:
             return None
-        return self.pred_response_harm if self.task == "response" else self.pred_prompt_harm
+        return {"response": self.pred_response_harm, "refusal": self.pred_refusal_harm}.get(self.task, self.pred_prompt_harm)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +71,13 @@ def policy_name(policy: Policy | Sequence[str] | str | None) -> str:
 
 
 def to_request(example: GuardExample, mode: Mode, policy: Policy | Sequence[str] | str | None = None) -> list[dict]:
-    """The chat messages for one example (the example's own policy wins, as in topic-following data)."""
-    return guard_messages(guard_input_of(example), mode, policy_of(example, policy))
+    """The chat messages for one example (the example's own policy wins, as in topic-following data;
+    refusal-task items are judged against REFUSAL_POLICY)."""
+    return guard_messages(guard_input_of(example), mode, _policy_for(example, policy))
+
+
+def _policy_for(example: GuardExample, policy):
+    return REFUSAL_POLICY if task_of(example) == "refusal" else policy_of(example, policy)
 
 
 def prediction_row(
@@ -89,20 +96,23 @@ def prediction_row(
 ) -> PredictionRow:
     """Parse one generation into a row (every inference path ends here)."""
     verdict = parse_verdict(text, expect_response=example.response is not None)
+    refusal = {"harmful": "refusal", "unharmful": "compliance"}.get(verdict.response_harm or "")
     return PredictionRow(
         dataset=dataset or example.source,
         item_id=example.id,
         task=task_of(example),
         mode=mode,
         sample_idx=sample_idx,
-        policy=policy_name(policy_of(example, policy)),
+        policy=policy_name(_policy_for(example, policy)),
         prompt_harm_gold=example.prompt_harm_label,
         response_harm_gold=example.response_harm_label,
+        refusal_harm_gold=example.extra.get("response_refusal_label"),
         raw_output=text,
         parsed_ok=verdict.parsed_ok,
         parse_error=verdict.error,
         pred_prompt_harm=verdict.prompt_harm,
         pred_response_harm=verdict.response_harm,
+        pred_refusal_harm=refusal if task_of(example) == "refusal" else None,
         reasoning=verdict.reasoning,
         output_tokens=output_tokens,
         prompt_tokens=prompt_tokens,
