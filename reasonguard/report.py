@@ -1,0 +1,145 @@
+"""Evaluation reports: metrics records -> paper-shaped markdown tables and PNG plots (pure; matplotlib only)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+TASK_TITLES = {"prompt": "Prompt harm (harmful-class F1)", "response": "Response harm (harmful-class F1)",
+               "refusal": "Refusal detection (refusal-class F1)"}
+
+
+def _fmt(value: Any, scale: float = 100.0, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.{digits}f}"
+
+
+def suite_table(records: Sequence[dict], task: str, metric: str = "f1_mean") -> str:
+    """Rows = guard/mode, columns = datasets of `task`, last column the unweighted average (as in the paper)."""
+    rows = [r for r in records if r["task"] == task]
+    if not rows:
+        return ""
+    datasets = sorted({r["dataset"] for r in rows})
+    keys = sorted({(r["guard"], r["mode"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    lines = ["| guard | mode | " + " | ".join(datasets) + " | avg |", "|---|---|" + "---:|" * (len(datasets) + 1)]
+    for guard, mode in keys:
+        values = {r["dataset"]: r[metric] for r in rows if r["guard"] == guard and r["mode"] == mode}
+        present = [v for v in values.values() if v is not None and not math.isnan(v)]
+        avg = sum(present) / len(present) if present else float("nan")
+        lines.append(f"| {guard} | {mode} | " + " | ".join(_fmt(values.get(d)) for d in datasets) + f" | {_fmt(avg)} |")
+    return "\n".join(lines)
+
+
+def cost_table(records: Sequence[dict]) -> str:
+    """Per guard and mode: mean output tokens, mean and p90 latency per item, parse-failure rate (means over datasets)."""
+    keys = sorted({(r["guard"], r["mode"]) for r in records})
+    lines = ["| guard | mode | mean output tokens | mean latency s/item | p90 latency s/item | parse failures % |",
+             "|---|---|---:|---:|---:|---:|"]
+    for guard, mode in keys:
+        rows = [r for r in records if r["guard"] == guard and r["mode"] == mode]
+        mean = lambda k: _nanmean([r[k] for r in rows])  # noqa: E731
+        lines.append(f"| {guard} | {mode} | {_fmt(mean('mean_output_tokens'), 1)} | {_fmt(mean('latency_mean_s'), 1, 3)} | "
+                     f"{_fmt(mean('latency_p90_s'), 1, 3)} | {_fmt(mean('parse_failure_rate'))} |")
+    return "\n".join(lines)
+
+
+def _nanmean(values: Sequence[float | None]) -> float:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
+def summary(records: Sequence[dict]) -> list[dict]:
+    """Per guard, mode and task: average F1 (mean over samples, and majority vote), tokens, latency."""
+    out = []
+    for guard, mode, task in sorted({(r["guard"], r["mode"], r["task"]) for r in records}):
+        rows = [r for r in records if (r["guard"], r["mode"], r["task"]) == (guard, mode, task)]
+        out.append({
+            "guard": guard, "mode": mode, "task": task, "n_datasets": len(rows),
+            "f1_mean": _nanmean([r["f1_mean"] for r in rows]), "majority_f1": _nanmean([r["majority_f1"] for r in rows]),
+            "mean_output_tokens": _nanmean([r["mean_output_tokens"] for r in rows]),
+            "latency_mean_s": _nanmean([r["latency_mean_s"] for r in rows]), "budget": rows[0].get("budget"),
+        })
+    return out
+
+
+def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = (), notes: str = "") -> str:
+    parts = [f"# {title}", ""]
+    if notes:
+        parts += [notes, ""]
+    for task, heading in TASK_TITLES.items():
+        for metric, label in (("f1_mean", "mean over samples"), ("majority_f1", "majority vote")):
+            table = suite_table(records, task, metric)
+            if table:
+                parts += [f"## {heading}, {label}", "", table, ""]
+    parts += ["## Cost per item", "", cost_table(records), ""]
+    if plots:
+        parts += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    parts += ["F1 in percent. Parse failures count as wrong (policy `count_as_wrong`). "
+              "Averages are unweighted means over datasets, as in the paper.", ""]
+    return "\n".join(parts)
+
+
+def write_plots(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
+    """F1 per dataset per mode; F1 vs mean reasoning tokens; latency vs budget (or vs guard)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = []
+    # 1. F1 per dataset, one bar per guard/mode.
+    datasets = sorted({(r["task"], r["dataset"]) for r in records})
+    series = sorted({(r["guard"], r["mode"]) for r in records})
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(datasets) * max(1, len(series)) ** 0.5 + 3), 4))
+    width = 0.8 / max(1, len(series))
+    for i, (guard, mode) in enumerate(series):
+        vals = []
+        for task, ds in datasets:
+            match = [r["f1_mean"] for r in records if (r["guard"], r["mode"], r["task"], r["dataset"]) == (guard, mode, task, ds)]
+            vals.append(0.0 if not match or math.isnan(match[0]) else 100 * match[0])
+        ax.bar([x + i * width for x in range(len(datasets))], vals, width, label=f"{guard} / {mode}")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(datasets))])
+    ax.set_xticklabels([ds for _, ds in datasets], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("F1 (%)")
+    ax.set_title("F1 per dataset and mode")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "f1_per_dataset.png"))
+    # 2. F1 vs mean output tokens (each guard/mode a point, per task).
+    summ = summary(records)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task in sorted({s["task"] for s in summ}):
+        pts = [s for s in summ if s["task"] == task]
+        ax.scatter([s["mean_output_tokens"] for s in pts], [100 * s["f1_mean"] for s in pts], label=task)
+        for s in pts:
+            ax.annotate(f"{s['guard']}/{s['mode']}", (s["mean_output_tokens"], 100 * s["f1_mean"]), fontsize=7)
+    ax.set_xlabel("mean output tokens per item")
+    ax.set_ylabel("average F1 (%)")
+    ax.set_title("F1 vs reasoning tokens")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "f1_vs_tokens.png"))
+    # 3. Latency per guard/mode (budget on the label when known).
+    keys = sorted({(s["guard"], s["mode"], s["budget"]) for s in summ}, key=lambda k: (str(k[2]), k[0], k[1]))
+    lat = [_nanmean([s["latency_mean_s"] for s in summ if (s["guard"], s["mode"]) == k[:2]]) for k in keys]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(range(len(keys)), [0.0 if math.isnan(v) else v for v in lat])
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{g}/{m}" + (f"\nbudget {b}" if b else "") for g, m, b in keys], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("mean latency per item (s)")
+    ax.set_title("Latency vs budget and mode")
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "latency_vs_budget.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
