@@ -33,7 +33,8 @@ class DataSource(StrictModel):
     name: str | None = Field(None, description="Name used in outputs and reports (default: dataset name or file stem).")
     split: str | None = Field(None, description="Keep only examples of this split (e.g. 'train', 'test').")
     root: str | None = Field(None, description="Datasets folder for vendored datasets (default: REASONGUARD_DATASETS_DIR).")
-    limit: int | None = Field(None, ge=1, description="Keep the first N examples (after the split filter).")
+    offset: int = Field(0, ge=0, description="Skip the first N examples (after the split filter), e.g. a held-out pool.")
+    limit: int | None = Field(None, ge=1, description="Keep the first N examples (after the split filter and offset).")
     sample: int | None = Field(None, ge=1, description="Keep a random subset of N examples (seeded), after `limit`.")
     seed: int = Field(0, description="Seed of `sample`.")
 
@@ -71,6 +72,7 @@ class DataSource(StrictModel):
             examples = load_table(self.path, ColumnMapping(**self.columns), source=self.display_name, label_map=self.label_map)
         if self.split is not None:
             examples = [e for e in examples if e.split == self.split]
+        examples = examples[self.offset :]
         if self.limit is not None:
             examples = examples[: self.limit]
         if self.sample is not None and self.sample < len(examples):

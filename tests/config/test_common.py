@@ -83,3 +83,9 @@ def test_demo_config_checks_stage_sections(repo_root):
     assert "predict" in cfg.stages
     with pytest.raises(ValueError, match="'train'"):
         DemoConfig(stages=["train", "predict"], predict={"engine": ENGINE, "data": [{"dataset": "demo"}]})
+
+
+def test_offset_and_limit_split_a_dataset_without_overlap():
+    first = DataSource(dataset="demo", split="train", limit=20).load()
+    rest = DataSource(dataset="demo", split="train", offset=20).load()
+    assert len(first) == 20 and rest and not {e.id for e in first} & {e.id for e in rest}
