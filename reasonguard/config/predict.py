@@ -20,6 +20,10 @@ class PredictConfig(StrictModel):
         None, description="A registered evaluation suite: 'guardreasoner' (the ten test sets), 'extra', or 'all'."
     )
     suite_limit: int | None = Field(None, ge=1, description="First N items of every suite dataset (smoke runs).")
+    suite_sample: int | None = Field(
+        None, ge=1, description="A seeded random N items of every suite dataset (first-N can be one class only)."
+    )
+    suite_seed: int = 0
     datasets_root: str | None = Field(None, description="Folder of vendored datasets for the suite (default: env/default).")
     modes: list[Mode] = Field(default_factory=lambda: ["no_think", "think"], min_length=1)
     n_samples: int = Field(1, ge=1, description="Samples per item and mode (paper: several, for mean and majority vote).")
@@ -54,5 +58,11 @@ class PredictConfig(StrictModel):
         out = {d.display_name: d.load() for d in self.data}
         entries = {"guardreasoner": EVAL_SUITE, "extra": EXTRA_SUITE, "all": EVAL_SUITE + EXTRA_SUITE}.get(self.suite or "", ())
         for entry in entries:
-            out[entry.name] = entry.load(root=self.datasets_root, limit=self.suite_limit)
+            examples = entry.load(root=self.datasets_root, limit=self.suite_limit)
+            if self.suite_sample is not None and self.suite_sample < len(examples):
+                import random
+
+                keep = sorted(random.Random(self.suite_seed).sample(range(len(examples)), self.suite_sample))
+                examples = [examples[i] for i in keep]
+            out[entry.name] = examples
         return out
