@@ -54,11 +54,16 @@ def run(config: DemoConfig) -> Path:
 
 def _train_config(config: DemoConfig):
     """The demo's train section, reading the traces the demo's distill stage just wrote."""
+    import json
+
     train = config.train_config()
-    if "distill" in config.stages:
-        traces = str(Path(config.distill_config().output_dir) / "traces.parquet")
-        build = train.data.build.model_copy(update={"traces": [traces]}) if train.data.build is not None else None
-        train = train.model_copy(update={"data": train.data.model_copy(update={"build": build})})
+    if "distill" in config.stages and train.data.build is not None:
+        out = Path(config.distill_config().output_dir)
+        kept = json.loads((out / "stats.json").read_text()).get("kept", 0)
+        if kept:  # a 135M teacher may keep none: the student then learns from the labelled rows alone
+            build = train.data.build.model_copy(update={"traces": [*train.data.build.traces, str(out / "traces.parquet")]})
+            train = train.model_copy(update={"data": train.data.model_copy(update={"build": build})})
+        print(f">> training on {kept} kept traces + the labelled rows")
     return train
 
 
