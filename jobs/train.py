@@ -92,26 +92,28 @@ def train(config: TrainConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(config.model)  # provision aliases once, before the workers race to do it
+    merge = config.lora.merge_on_export if config.lora else True
     if config.launcher == "local":
         from reasonguard.train.loop import run_local
 
         state, latest = run_local(config)
         if int(os.environ.get("RANK", 0)) != 0:
-            return latest / HF_DIR  # torchrun: rank 0 exports
+            return (latest / HF_DIR) if latest else out  # torchrun: rank 0 exports
         if latest is None:
             raise RuntimeError("training finished without a checkpoint")
-        checkpoint_dir = latest
+        checkpoint_ref = str(latest)
+        final = export_final(latest / HF_DIR, out / "final", base_model=base, merge_lora=merge)
     else:
         result = fit(config)
         if result.error:
             raise RuntimeError(f"training failed: {result.error}") from result.error
         if result.checkpoint is None:
             raise RuntimeError("training finished without a checkpoint")
-        checkpoint_dir = Path(result.checkpoint.path)
-        state = TrainerState.read(checkpoint_dir)
-    final = export_final(checkpoint_dir / HF_DIR, out / "final", base_model=base,
-                         merge_lora=config.lora.merge_on_export if config.lora else True)
-    summary = {"model": config.model, "final": str(final), "checkpoint": str(checkpoint_dir), "step": state.step,
+        checkpoint_ref = result.checkpoint.path
+        with result.checkpoint.as_directory() as folder:  # downloads it when storage is remote (s3://, gs://)
+            state = TrainerState.read(folder)
+            final = export_final(Path(folder) / HF_DIR, out / "final", base_model=base, merge_lora=merge)
+    summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
                "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
                "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history}
     write_json(summary, out / "train_summary.json")

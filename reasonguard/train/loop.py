@@ -355,14 +355,16 @@ def worker_loop(cfg: TrainConfig, session) -> TrainerState:
             lr = backend.lr()  # the rate this step uses (the scheduler moves on inside the step)
             start = time.perf_counter()
             loss, tokens = train_step(backend, [collate(m, pad_id) for m in step_samples], world, device)
-            run_seconds += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            run_seconds += seconds
             run_tokens += tokens
             state.step, state.step_in_epoch, state.tokens = state.step + 1, s + 1, state.tokens + tokens
             if state.step_in_epoch == n_steps:
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
             metrics = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr, "tokens": state.tokens,
                        "tokens_per_s": run_tokens / max(run_seconds, 1e-9)}
-            state.log_history.append({k: metrics[k] for k in ("step", "epoch", "loss", "lr")})
+            state.log_history.append({**{k: metrics[k] for k in ("step", "epoch", "loss", "lr")},
+                                      "step_tokens": tokens, "seconds": round(seconds, 4)})
             if rank == 0 and (state.step % cfg.logging_steps == 0 or state.step == total):
                 log.info("step %d/%d epoch %d loss %.4f lr %.3g tok/s %.0f", state.step, total, state.epoch,
                          loss, metrics["lr"], metrics["tokens_per_s"])

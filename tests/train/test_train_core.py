@@ -90,3 +90,15 @@ def test_cosine_schedule_with_warmup():
     assert all(a >= b for a, b in zip(f[2:], f[3:])) and 0 < f[-1] < 0.05
     assert cosine_with_warmup(10, 2, 10, min_ratio=0.1) == pytest.approx(0.1)
     assert schedule_fn(100, 0.0, 0.0)(0) == 1.0  # no warmup: the first step uses the peak rate
+
+
+def test_training_modules_import_light():
+    """The SFT builder and the trainer's modules import no Ray, DeepSpeed, torch or transformers at import time."""
+    import subprocess
+    import sys
+
+    code = ("import sys, reasonguard.sft, reasonguard.config.train, reasonguard.train.loop, reasonguard.train.backend, "
+            "reasonguard.train.data, reasonguard.train.checkpoint, reasonguard.train.deepspeed_config, jobs.train, jobs.sft_data\n"
+            "print([m for m in ('ray', 'vllm', 'deepspeed', 'torch', 'transformers', 'peft') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"heavy modules imported: {out}"
