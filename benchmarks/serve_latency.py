@@ -7,8 +7,8 @@
 Measures, for `no_think`, `think` and score-only requests at concurrency 1, 8 and 32, p50/p99
 latency and throughput of: the same engine and guard logic in-process ("direct": batches of
 `concurrency` conversations per engine call, the best batching can do), and Serve (HTTP through
-the proxy to one replica) with the default queue batching, with `@serve.batch`, with vLLM's
-AsyncLLM (continuous batching, engine_mode 'async') and with batching off. Serve's overhead is Serve/direct at equal concurrency.
+the proxy to one replica) with vLLM's AsyncLLM (continuous batching, the default engine_mode for
+vLLM), with the synchronous engine behind queue batching or `@serve.batch`, and with batching off. Serve's overhead is Serve/direct at equal concurrency.
 Prints a markdown table and writes the numbers as JSON (--json).
 """
 
@@ -148,10 +148,10 @@ def bench_serve(url: str, kinds, concurrencies, n, label: str) -> dict:
 
 
 STRATEGIES = {  # label -> ServeConfig overrides
-    "queue": {"batching": {"enabled": True, "strategy": "queue", "max_batch_size": 32, "batch_wait_timeout_s": 0.0}},
-    "serve.batch": {"batching": {"enabled": True, "strategy": "serve", "max_batch_size": 32, "batch_wait_timeout_s": 0.01}},
     "async": {"engine_mode": "async"},
-    "off": {"batching": {"enabled": False}},
+    "queue": {"engine_mode": "batch", "batching": {"enabled": True, "strategy": "queue", "max_batch_size": 32, "batch_wait_timeout_s": 0.0}},
+    "serve.batch": {"engine_mode": "batch", "batching": {"enabled": True, "strategy": "serve", "max_batch_size": 32, "batch_wait_timeout_s": 0.01}},
+    "off": {"engine_mode": "batch", "batching": {"enabled": False}},
 }
 
 
@@ -182,7 +182,7 @@ def table(results: dict, kinds, concurrencies) -> str:
             for label in labels:
                 r = results["direct"].get(key) if label == "direct" else results["serve"][label].get(key)
                 cells += [f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}", f"{r['throughput_rps']:.2f}"] if r else ["-", "-"]
-            d, q = results["direct"].get(key), results["serve"].get("queue", {}).get(key)
+            d, q = results["direct"].get(key), results["serve"].get("async", {}).get(key)
             ratio = f"{q['p50_ms'] / d['p50_ms']:.2f}x" if d and q else "-"
             lines.append(f"| {kind} | {c} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         port = s.getsockname()[1]
 
     results: dict = {"machine": machine(), "model": args.model, "requests_per_cell": args.requests, "serve": {}}
-    results["direct"] = bench_direct(serve_config(model, args.gpus, STRATEGIES["queue"], port, args.max_model_len),
+    results["direct"] = bench_direct(serve_config(model, args.gpus, STRATEGIES["off"], port, args.max_model_len),
                                      args.kinds, args.concurrency, args.requests)
 
     import ray
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     try:
         for label in args.strategies:
             url = start(serve_config(model, args.gpus, STRATEGIES[label], port, args.max_model_len))
-            kinds = args.kinds if label in ("queue", "async") else [k for k in args.kinds if k in args.other_kinds]
+            kinds = args.kinds if label in ("async", "queue") else [k for k in args.kinds if k in args.other_kinds]
             results["serve"][label] = bench_serve(url, kinds, args.concurrency, args.requests, label)
     finally:
         serve.shutdown()

@@ -82,7 +82,7 @@ class GuardDeployment:
 
         self.config = ServeConfig.model_validate(config)
         logging.getLogger("serve").setLevel(self.config.log_level)
-        if self.config.engine_mode == "async":
+        if self.config.resolved_engine_mode == "async":
             engine = build_async_engine(self.config)
             server = GuardServer(engine, self.config, count_tokens=engine.count_tokens)
         else:
@@ -102,7 +102,7 @@ class GuardDeployment:
         from serve.schemas import GuardRequest
 
         plan = server.plan_guard(GuardRequest(prompt="warm-up", score_only=True))
-        if self.config.engine_mode == "async":
+        if self.config.resolved_engine_mode == "async":
             raise_first_error([await server.generate_async(plan.jobs[0])])
         else:
             raise_first_error(server.generate(plan.jobs))

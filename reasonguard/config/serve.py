@@ -141,10 +141,11 @@ class ServeConfig(StrictModel):
     """The dual-mode guard as a Ray Serve application."""
 
     engine: EngineConfig
-    engine_mode: Literal["batch", "async"] = Field(
-        "batch",
-        description="'batch': the engine's synchronous generate() on batches formed by `batching`; 'async' (kind vllm "
-        "only): vLLM's AsyncLLM, which batches continuously (conversations join the running batch at each step).",
+    engine_mode: Literal["auto", "batch", "async"] = Field(
+        "auto",
+        description="'async' (kind vllm): vLLM's AsyncLLM, which batches continuously (a conversation joins the running "
+        "batch at the next step); 'batch': the engine's synchronous generate() on batches formed by `batching`; "
+        "'auto' = async for vllm, batch otherwise (measured in docs/benchmarks.md).",
     )
     served_model_name: str | None = Field(None, description="Model id in responses and /v1/models (default: engine.model).")
     app_name: str = Field("guard", min_length=1, description="Serve application name.")
@@ -176,6 +177,12 @@ class ServeConfig(StrictModel):
                 f"batching.max_batch_size ({self.batching.max_batch_size}), or batches never fill"
             )
         return self
+
+    @property
+    def resolved_engine_mode(self) -> str:
+        if self.engine_mode == "auto":
+            return "async" if self.engine.kind == "vllm" else "batch"
+        return self.engine_mode
 
     @property
     def model_name(self) -> str:
