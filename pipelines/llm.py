@@ -74,12 +74,14 @@ class _without_request_seed:
 
 
 def vllm_engine_kwargs(engine_config) -> dict[str, Any]:
-    """vLLM engine kwargs from an EngineConfig (CPU defaults: bfloat16, eager, no CUDA graphs)."""
+    """vLLM engine kwargs from an EngineConfig (CPU defaults: bf16 only where the CPU has it natively, eager)."""
     import torch
+
+    from reasonguard.engines.vllm_engine import default_cpu_dtype
 
     on_gpu = torch.cuda.is_available()
     kwargs: dict[str, Any] = {
-        "dtype": "bfloat16" if engine_config.dtype == "auto" and not on_gpu else engine_config.dtype,
+        "dtype": default_cpu_dtype() if engine_config.dtype == "auto" and not on_gpu else engine_config.dtype,
         "enforce_eager": (not on_gpu) if engine_config.enforce_eager is None else engine_config.enforce_eager,
         "tensor_parallel_size": engine_config.tensor_parallel_size,
         "seed": engine_config.seed,

@@ -16,7 +16,7 @@ import uuid
 from typing import Any, Sequence
 
 from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
-from reasonguard.engines.vllm_engine import CPU_HEAD_SIZES, VLLMEngine, _cuda_available, _head_dim
+from reasonguard.engines.vllm_engine import CPU_HEAD_SIZES, VLLMEngine, _cuda_available, _head_dim, default_cpu_dtype
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class AsyncVLLMEngine:
         self.on_cpu = not _cuda_available()
         if self.on_cpu:  # the same CPU defaults as VLLMEngine
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-            dtype = "bfloat16" if dtype == "auto" else dtype
+            dtype = default_cpu_dtype() if dtype == "auto" else dtype
             enforce_eager = True if enforce_eager is None else enforce_eager
             head_dim = _head_dim(model)
             if head_dim is not None and head_dim not in CPU_HEAD_SIZES:

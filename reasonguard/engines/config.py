@@ -34,7 +34,7 @@ class EngineConfig(StrictModel):
         "for 'openai' the model name the server expects.",
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="Weights/activations dtype; 'auto' = bfloat16 on CPU for vLLM, float32 on CPU for "
+        "auto", description="Weights/activations dtype; 'auto' = bfloat16 on CPU for vLLM where the CPU has native bf16, else float32; float32 on CPU for "
         "transformers, bfloat16 on a GPU."
     )
     seed: int = Field(0, description="Engine-level seed (vLLM); per-request seeds come from SamplingConfig.seed.")

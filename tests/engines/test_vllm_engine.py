@@ -45,7 +45,10 @@ class TestTinyModel:
 
     def test_cpu_defaults(self, engine):
         if engine.on_cpu:
-            assert engine.engine_kwargs["dtype"] == "bfloat16" and engine.engine_kwargs["enforce_eager"] is True
+            from reasonguard.engines.vllm_engine import cpu_bf16_native
+
+            expected = "bfloat16" if cpu_bf16_native() else "float32"
+            assert engine.engine_kwargs["dtype"] == expected and engine.engine_kwargs["enforce_eager"] is True
 
     def test_n_samples_and_counts(self, engine):
         outs = engine.generate(REQUESTS, SamplingConfig(n=3, max_tokens=6, seed=0))
