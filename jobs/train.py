@@ -49,6 +49,7 @@ def train_dataset(config: TrainConfig):
 
 def fit(config: TrainConfig):
     """Run the TorchTrainer and return Ray's `Result` (metrics, latest checkpoint)."""
+    import ray.data
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -57,6 +58,7 @@ def fit(config: TrainConfig):
     from reasonguard.train.loop import train_loop_per_worker
 
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # one tiny read per worker; bars only add noise
     scaling = ScalingConfig(
         num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
         resources_per_worker={"CPU": config.scaling.cpus_per_worker, **({"GPU": 1} if config.scaling.use_gpu else {})},
