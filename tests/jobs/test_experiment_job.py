@@ -32,7 +32,7 @@ def test_refinement_study_end_to_end(tmp_path):
             "labelled": [{"dataset": "demo", "split": "train", "limit": 6}], "mode": "no_think"}}},
         "mine": {"pool": [{"dataset": "demo", "split": "train", "offset": 6, "limit": 12, "name": "pool"}], "n_samples": 4,
                  "sampling": {"temperature": 1.0, "top_p": 1.0}, "max_tokens_by_mode": {"no_think": 16}, "ray": {"num_cpus": 2}},
-        "evaluate": {"predict": {"data": [{"dataset": "demo", "split": "test", "limit": 4}], "modes": ["no_think"],
+        "evaluate": {"predict": {"data": [{"dataset": "demo", "split": "test", "offset": 14, "limit": 4}], "modes": ["no_think"],  # 2 prompt + 2 response items
                                  "max_tokens_by_mode": {"no_think": 16}, "ray": {"num_cpus": 2}}},
     })
     out = run(config)
