@@ -77,8 +77,11 @@ def metrics_url() -> str | None:
 
     if not ray.is_initialized():
         return None
-    node = ray._private.worker.global_worker.node  # noqa: SLF001 - the node's own metrics port
-    return f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
+    node_id = ray.get_runtime_context().get_node_id()
+    node = next((n for n in ray.nodes() if n["NodeID"] == node_id), None)
+    if node is None or not node.get("MetricsExportPort"):
+        return None
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
 def run(config: ServeConfig) -> str:

@@ -171,11 +171,9 @@ class GuardServer:
         latency_ms = round(1000 * latency_s, 3)
         if not plan.batch:
             return GuardResponse(**results[0].model_dump(), model=self.model_name, mode=plan.mode, policy=policy_name, latency_ms=latency_ms)
-        usage = Usage(
-            prompt_tokens=sum(r.usage.prompt_tokens for r in results),
-            completion_tokens=sum(r.usage.completion_tokens for r in results),
-        )
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        prompt_tokens = sum(r.usage.prompt_tokens for r in results)
+        completion_tokens = sum(r.usage.completion_tokens for r in results)
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
         return GuardBatchResponse(model=self.model_name, mode=plan.mode, policy=policy_name, results=results, usage=usage, latency_ms=latency_ms)
 
     def _result(self, plan: GuardPlan, index: int, output: RequestOutput) -> GuardResult:
