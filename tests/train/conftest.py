@@ -12,19 +12,30 @@ POLICY = "S1: Violence.\nS2: Criminal planning.\nS3: Weapons.\nS4: Self-harm."
 REASONS = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
 
 
-def sft_rows():
+@pytest.fixture(scope="session")
+def traces_path(tmp_path_factory) -> str:
+    """Trace rows as distill writes them: GuardExample columns plus `reasoning`."""
     from reasonguard.datasets import load_demo
-    from reasonguard.sft import SourceItem, build_sft_rows
+    from reasonguard.sft import write_rows
 
-    items = [SourceItem(e, REASONS[e.prompt_harm_label], "traces") for e in load_demo() if e.response is None]
-    return build_sft_rows(items, mode="dual", duplicate=True, policy=POLICY, seed=0).rows
+    rows = [{**e.to_row(), "reasoning": REASONS[e.prompt_harm_label]} for e in load_demo() if e.response is None]
+    return write_rows(rows, str(tmp_path_factory.mktemp("traces") / "traces.parquet"))
 
 
 @pytest.fixture(scope="session")
-def sft_path(tmp_path_factory) -> str:
-    from reasonguard.sft import write_rows
+def sft_build(traces_path) -> dict:
+    """An SftDataConfig (as a dict): every trace in both modes, judged against the short policy."""
+    return {"traces": [traces_path], "mode": "dual", "dual_duplicate": True, "policy": POLICY, "seed": 0}
 
-    return write_rows(sft_rows(), str(tmp_path_factory.mktemp("sft") / "sft.parquet"))
+
+@pytest.fixture(scope="session")
+def sft_path(sft_build, tmp_path_factory) -> str:
+    from reasonguard.config import validate_config
+    from reasonguard.config.train import SftDataConfig
+    from reasonguard.sft import build_from_config, write_rows
+
+    rows = build_from_config(validate_config(SftDataConfig, sft_build)).rows
+    return write_rows(rows, str(tmp_path_factory.mktemp("sft") / "sft.parquet"))
 
 
 def base_config(sft_path: str, out, name: str, **overrides) -> dict:
