@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
-import tempfile
 from pathlib import Path
+
+from reasonguard.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,8 @@ def build_tiny_guard(target: Path | None = None, steps: int = 300, batch_size: i
         if step % 50 == 0 or step == steps - 1:
             log.info("tiny guard step %d loss %.4f", step, loss.item())
     model.eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_generation_defaults(tmp, tokenizer)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -26,3 +26,20 @@ def test_single_file_and_json(tmp_path):
     assert read_parts(p) == [{"x": 1}]
     j = write_json({"b": 1}, tmp_path / "m.json")
     assert j.read_text().strip().startswith("{")
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_the_old_folder_on_failure(tmp_path):
+    import pytest
+
+    from reasonguard.io import atomic_dir
+
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text("v1")
+    assert (target / "config.json").read_text() == "v1"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "config.json").write_text("half")
+            raise RuntimeError("crash mid-save")
+    assert (target / "config.json").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]

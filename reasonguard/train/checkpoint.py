@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reasonguard.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,7 @@ def export_final(hf_dir: str | Path, out_dir: str | Path, base_model: str | None
     """Copy a checkpoint's HF folder to `out_dir` (atomically); a LoRA adapter is merged into its base
     when `merge_lora` (then `<out_dir>-adapter` keeps the adapter alone)."""
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         if is_adapter(hf_dir) and merge_lora:
             merge_adapter(hf_dir, tmp, base_model)
             adapter_out = out_dir.with_name(out_dir.name + "-adapter")
@@ -86,12 +85,6 @@ def export_final(hf_dir: str | Path, out_dir: str | Path, base_model: str | None
             shutil.copytree(hf_dir, adapter_out)
         else:
             shutil.copytree(hf_dir, tmp, dirs_exist_ok=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
