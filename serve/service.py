@@ -128,7 +128,7 @@ class GuardService:
         return (await asyncio.to_thread(self.server.generate, [job]))[0]
 
     async def run_batch(self, jobs: list[Job]) -> list:
-        """The body of the `@serve.batch` submit: one engine pass for jobs of many requests."""
+        """One engine pass for jobs of many requests (the body of QueueBatcher and of the `@serve.batch` submit)."""
         self.metrics.batch(len(jobs))
         return await asyncio.to_thread(self.server.generate, jobs)
 
