@@ -300,3 +300,13 @@ def test_config_errors_name_the_field():
         validate_config(DistillConfig, {**base, "data": [{"dataset": "demo"}, {"dataset": "demo"}]})
     with pytest.raises(ConfigError, match="budgets"):
         validate_config(ShortenConfig, {"traces": "x", "engine": base["engine"], "budgets": [1, 1]})
+
+
+def test_job_entrypoints_dry_run(capsys, repo_root):
+    from jobs import distill, shorten
+
+    configs = repo_root / "cluster" / "configs"
+    assert distill.main(["--config", str(configs / "distill_local.yaml"), "--set", "max_sentences=3", "--dry-run"]) == 0
+    assert "max_sentences: 3" in capsys.readouterr().out
+    assert shorten.main(["--config", str(configs / "shorten_gpu.yaml"), "--dry-run"]) == 0
+    assert distill.main(["--config", str(configs / "distill_local.yaml"), "--set", "filters.max_word_run=0"]) == 2
