@@ -173,7 +173,7 @@ def serve_config(model: str, gpus: float, variant: dict, port: int, max_model_le
 
 def table(results: dict, kinds, concurrencies) -> str:
     labels = ["direct", *results["serve"]]
-    head = "| kind | c | " + " | ".join(f"{label} p50 / p99 ms | {label} req/s" for label in labels) + " | queue / direct p50 |"
+    head = "| kind | c | " + " | ".join(f"{label} p50 / p99 ms | {label} req/s" for label in labels) + " | async / direct p50 |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for kind in kinds:
         for c in concurrencies:
