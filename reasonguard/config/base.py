@@ -53,13 +53,26 @@ def load_config(path: str | Path, model: type[T], overrides: dict[str, Any] | No
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.0.c` in nested mappings; a number indexes an existing list item (`data.0.limit=8`)."""
     *parents, leaf = dotted.split(".")
-    node = data
+    node: Any = data
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {dotted}: {part!r} is not an index of a list of {len(node)}")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
             raise ConfigError(f"override {dotted}: {part} is not a mapping")
-    node[leaf] = value
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {dotted}: {part} is not a mapping")
+    if isinstance(node, list):
+        if not leaf.isdigit() or int(leaf) >= len(node):
+            raise ConfigError(f"override {dotted}: {leaf!r} is not an index of a list of {len(node)}")
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -89,3 +89,14 @@ def test_offset_and_limit_split_a_dataset_without_overlap():
     first = DataSource(dataset="demo", split="train", limit=20).load()
     rest = DataSource(dataset="demo", split="train", offset=20).load()
     assert len(first) == 20 and rest and not {e.id for e in first} & {e.id for e in rest}
+
+
+def test_overrides_reach_into_lists_and_fail_clearly(tmp_path):
+    from reasonguard.config import load_config, parse_overrides
+
+    path = tmp_path / "p.yaml"
+    path.write_text("engine: {kind: vllm, model: tiny}\ndata: [{dataset: demo}]\n")
+    cfg = load_config(path, PredictConfig, parse_overrides(["data.0.limit=3", "data.0.split=test"]))
+    assert (cfg.data[0].limit, cfg.data[0].split) == (3, "test")
+    with pytest.raises(ConfigError, match="not an index"):
+        load_config(path, PredictConfig, parse_overrides(["data.5.limit=3"]))
