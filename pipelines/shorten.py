@@ -1,0 +1,95 @@
+"""Reasoning budgets at scale: an LLM rewrites each kept trace into at most N sentences (Ray Data).
+
+Traces already within a budget skip the LLM; the rest go preprocess
+(reasonguard.shorten.rewrite_request_row) -> rewriter engine -> postprocess
+(reasonguard.shorten.rewrite_result_row: check, else truncate). Parts are written as rows finish,
+so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+from pipelines.distill import PARTS, generate, token_counter, write_rows, write_stream
+from reasonguard.engines.base import SamplingConfig
+from reasonguard.io import PartWriter, read_parts, write_json
+from reasonguard.shorten import (
+    budget_record,
+    budget_stats,
+    budget_work_rows,
+    latest_budget_records,
+    rewrite_request_row,
+    rewrite_result_row,
+    traces_of,
+    wide_rows,
+)
+
+log = logging.getLogger(__name__)
+
+
+def load_traces(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Kept traces from a distill output_dir (its traces.parquet) or a traces parquet file."""
+    path = Path(path)
+    file = path / "traces.parquet" if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no traces at {file}: run jobs.distill first, or point 'traces' at a traces.parquet")
+    traces = traces_of(read_parts(file))
+    missing = {"dataset", "id", "reasoning", "prompt_harm_label", "response_harm_label"} - set(traces[0] if traces else {})
+    if traces and missing:
+        raise ValueError(f"{file} lacks the columns {sorted(missing)} (is it a distill traces.parquet?)")
+    return traces[:limit] if limit else traces
+
+
+def run_shorten(
+    traces: Sequence[dict],
+    budgets: Sequence[int],
+    output_dir: str | Path,
+    *,
+    engine_config,
+    sampling: SamplingConfig,
+    pipeline,
+    tokenizer: str | None = None,
+) -> Path:
+    """Shorten every (trace, budget) not yet in `output_dir/parts`, then write the budget files and stats."""
+    out = Path(output_dir)
+    parts = out / PARTS
+    done = {(r["dataset"], r["id"], r["budget"]) for r in read_parts(parts, ["dataset", "id", "budget", "rewrite_error"])
+            if r["rewrite_error"] != "inference_error"}
+    to_rewrite, within = budget_work_rows(traces, budgets, done)
+    log.info("%d rewrites to make, %d traces already within budget, %d done before", len(to_rewrite), len(within), len(done))
+    counter = token_counter(tokenizer, engine_config)
+    writer = PartWriter(parts)
+    writer.write([budget_record(_trace(r), r["budget"], None, rewriter_model=engine_config.model, count_tokens=counter)
+                  for r in within])
+    if to_rewrite:
+        pre = partial(rewrite_request_row, sampling=sampling)
+        post = partial(rewrite_result_row, rewriter_model=engine_config.model, count_tokens=counter)
+        rows = generate(to_rewrite, engine_config, pre, post, pipeline)
+        write_stream(rows, writer, post, lambda r: "method" in r, pipeline.flush_every, len(to_rewrite), "shorten")
+    return finalize_shorten(out, traces, budgets)
+
+
+def finalize_shorten(out: Path, traces: Sequence[dict], budgets: Sequence[int]) -> Path:
+    """traces_budget_<N>.parquet per budget, traces_budgets.parquet (one wide row per trace), budget_stats.json."""
+    wanted = {(t["dataset"], t["id"]) for t in traces}
+    records = sorted(
+        (r for r in latest_budget_records(read_parts(out / PARTS)) if (r["dataset"], r["id"]) in wanted and r["budget"] in budgets),
+        key=lambda r: (r["dataset"], r["id"], r["budget"]),
+    )
+    for budget in budgets:
+        write_rows([r for r in records if r["budget"] == budget], out / f"traces_budget_{budget}.parquet", like=records)
+    write_rows(wide_rows(records, budgets), out / "traces_budgets.parquet", like=wide_rows(records, budgets))
+    stats = budget_stats(records, budgets)
+    write_json(stats, out / "budget_stats.json")
+    for budget, s in stats["budgets"].items():
+        log.info("budget %s: %s, tokens mean %.1f p90 %.1f", budget, s["methods"], s["tokens"]["mean"], s["tokens"]["p90"])
+    return out
+
+
+def _trace(row: dict) -> dict:
+    import json
+
+    return json.loads(row["trace_json"])
