@@ -15,6 +15,18 @@ def pytest_configure(config):
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _ray_stopped_after_module():
+    """Each test module gets its own Ray: a stage run in-process leaves its Ray up (a job's process
+    would exit), and the next module must not inherit its CPUs, actors or a run still going."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -71,12 +71,16 @@ def job_command(out: Path, limit: int) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_local():
+    """A fresh Ray per test: a run left going by a failed test (the kill test's thread) must not
+    hold the actors the next test needs."""
     import ray
 
     from pipelines.ray_utils import init_ray
 
+    if ray.is_initialized():
+        ray.shutdown()
     init_ray(None, 4, 180)
     yield
     ray.shutdown()
