@@ -70,6 +70,10 @@ def _refinement(config: ExperimentConfig, train) -> list[tuple[str, str, str]]:
     from reasonguard.io import read_parts
 
     n_hard = len(read_parts(difficult))
+    batch = config.train_config("round1").global_batch_size
+    if n_hard < batch:
+        log.warning("mining found %d inconsistent items, fewer than one global batch (%d): refinement variants skipped", n_hard, batch)
+        return variants
     sources = {"difficult": str(difficult)}
     if "random" in config.sweep():
         examples, traces = load_pool(mine_cfg)

@@ -71,7 +71,11 @@ def run(config: MineConfig) -> Path:
     if config.train is not None:
         from jobs.train import train
 
-        final = train(config.train_config(str(path)))
+        train_config = config.train_config(str(path))
+        if len(difficult) < train_config.global_batch_size:
+            raise ValueError(f"{len(difficult)} difficult items (written to {path}) make no training step of global batch "
+                             f"{train_config.global_batch_size}: lower train.global_batch_size or mine a larger pool")
+        final = train(train_config)
         print(f">> continual SFT checkpoint: {final}")
     return out
 

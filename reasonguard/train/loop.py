@@ -326,10 +326,12 @@ def worker_loop(cfg: TrainConfig, session) -> TrainerState:
     samples, counts = prepare_samples(session.rows(cfg), tokenizer, cfg, rank, world)
     accumulation = cfg.global_batch_size // (cfg.micro_batch_size * world)
     per_rank = cfg.micro_batch_size * accumulation
-    n_steps = steps_per_epoch(int(_all_reduce([float(len(samples))], op="min")[0]), per_rank)
+    smallest_shard = int(_all_reduce([float(len(samples))], op="min")[0])
+    n_steps = steps_per_epoch(smallest_shard, per_rank)
     if n_steps == 0:
-        raise ValueError(f"{len(samples)} samples on rank {rank} make no full step of {per_rank} per rank "
-                         f"(global batch {cfg.global_batch_size}); lower global_batch_size or add data")
+        raise ValueError(f"the smallest of {world} data shards has {smallest_shard} samples (rank {rank} has {len(samples)}), "
+                         f"no full step of {per_rank} per rank (global batch {cfg.global_batch_size}); "
+                         "lower global_batch_size or add data")
     schedule_steps = cfg.epochs * n_steps  # max_steps stops early but keeps the schedule: a later run resumes it
     total = min(schedule_steps, cfg.max_steps or schedule_steps)
     precision = precision_of(cfg)
