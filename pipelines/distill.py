@@ -13,6 +13,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from pipelines.llm import skipped_postprocess
 from reasonguard.distill import (
     distill_stats,
     latest_records,
@@ -105,7 +106,8 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
 
 def write_stream(rows: Iterator[dict], writer: PartWriter, finish: Callable[[dict], dict], done: Callable[[dict], bool],
                  flush_every: int, total: int, desc: str) -> int:
-    """Write finished rows in parts of `flush_every`; `finish` completes rows that skipped postprocess."""
+    """Write finished rows in parts of `flush_every`; `finish` completes rows that skipped postprocess
+    (`done(row)` is False for them, see `pipelines.llm.skipped_postprocess`)."""
     from tqdm.auto import tqdm
 
     pending: list[dict] = []
@@ -149,7 +151,7 @@ def run_distill(
         post = partial(teacher_result_row, filters=filters, teacher_model=engine_config.model, policy=policy,
                        count_tokens=token_counter(tokenizer, engine_config))
         rows = generate(work, engine_config, pre, post, pipeline)
-        write_stream(rows, PartWriter(parts), post, lambda r: "kept" in r, pipeline.flush_every, len(work), "distill")
+        write_stream(rows, PartWriter(parts), post, lambda r: not skipped_postprocess(r, "kept"), pipeline.flush_every, len(work), "distill")
     return finalize_distill(out, datasets, unlabelled, engine_config.model)
 
 

@@ -20,6 +20,15 @@ from typing import Any, Callable
 CPU_STAGE = {"enabled": True, "num_cpus": 0.1}
 
 
+def skipped_postprocess(row: dict, output_column: str) -> bool:
+    """True for a row the engine failed on, which `ray.data.llm` hands back without postprocess.
+
+    Test the value, not the key: in a block that mixes such rows with postprocessed ones, Arrow
+    unifies the schemas, so the failed row carries `output_column` too, as null.
+    """
+    return row.get(output_column) is None
+
+
 def vllm_stage(
     model_path: str,
     engine_kwargs: dict,

@@ -40,7 +40,7 @@ def run_predictions(
     """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder."""
     import ray.data
 
-    from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage
+    from pipelines.llm import engine_stage, skipped_postprocess, vllm_engine_kwargs, vllm_stage
     from reasonguard.models import resolve_model
 
     parts = Path(output_dir) / "predictions"
@@ -65,7 +65,7 @@ def run_predictions(
     writer = PartWriter(parts)
     pending: list[dict] = []
     for row in ds.iter_rows():
-        if "raw_output" not in row:  # a vLLM error row bypasses postprocess: record it as a failure
+        if skipped_postprocess(row, "raw_output"):  # the engine failed on it: record it as a failure
             row = result_row(row, model_id, policy)
         pending.append({k: row[k] for k in PREDICTION_COLUMNS})
         if len(pending) >= flush_every:

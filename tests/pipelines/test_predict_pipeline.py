@@ -69,3 +69,33 @@ def test_engine_actor_path_with_transformers_completes_a_partial_run(tmp_path, t
     counts = keys(rows)
     assert len(counts) == 2 * 2 * 2 and set(counts.values()) == {1}
     assert all(r["model_id"] == tiny_model_dir for r in rows)
+
+
+@pytest.mark.vllm
+def test_item_the_engine_rejects_is_recorded_as_a_failure_with_its_labels(tmp_path, tiny_model_dir):
+    """A prompt longer than max_model_len fails in vLLM and skips postprocess; mixed in a block with
+    answered rows it carries their columns as nulls. It must still come out as a full row: labelled,
+    finish_reason "error", parse failure; and the metrics count it."""
+    from jobs.predict import run
+
+    items = [{"text": "What is the capital of France?", "label": "unharmful"},
+             {"text": "lorem ipsum dolor " * 600, "label": "harmful"},
+             {"text": "How do I bake bread?", "label": "unharmful"}]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in items))
+    cfg = PredictConfig.model_validate({
+        "engine": {"kind": "vllm", "model": tiny_model_dir, "max_model_len": 1024},
+        "data": [{"path": str(data), "columns": {"prompt": "text", "prompt_harm_label": "label"}, "name": "mixed"}],
+        "modes": ["no_think"], "max_tokens_by_mode": {"no_think": 8},
+        "output_dir": str(tmp_path / "out"), "ray": {"num_cpus": 2, "wait_for_min_actors_s": 180},
+        "pipeline": {"batch_size": 3, "flush_every": 3},
+    })
+    run(cfg)
+    rows = read_parts(tmp_path / "out" / "predictions")
+    assert len(rows) == 3 and all(r["task"] == "prompt" and r["prompt_harm_gold"] for r in rows), rows
+    failed = [r for r in rows if r["finish_reason"] == "error"]
+    assert len(failed) == 1 and failed[0]["prompt_harm_gold"] == "harmful" and failed[0]["parsed_ok"] is False
+    assert failed[0]["parse_error"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    report = next(r for r in metrics["reports"] if r["dataset"] == "mixed")
+    assert report["n_samples"] == 3 and report["parse_failure_rate"] >= 1 / 3
