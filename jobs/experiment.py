@@ -56,10 +56,11 @@ def _refinement(config: ExperimentConfig, train) -> list[tuple[str, str, str]]:
     """Round 1 on the base data; then continual SFT from it on mined difficult items and/or on random pool items."""
     from jobs.mine import load_pool
     from jobs.mine import run as run_mine
-    from reasonguard.io import write_single_parquet
+    from reasonguard.io import read_parts, write_single_parquet
 
     out = Path(config.output_dir)
-    first = str(train(config.train_config("round1")))
+    round1 = config.train_config("round1")
+    first = str(train(round1))
     variants = [("round1", "-", first)]
     mine_cfg = config.mine_config(first, str(out / "mine"))
     run_mine(mine_cfg)
@@ -67,12 +68,10 @@ def _refinement(config: ExperimentConfig, train) -> list[tuple[str, str, str]]:
     if not difficult.exists():
         log.warning("mining found no inconsistent items; refinement variants skipped")
         return variants
-    from reasonguard.io import read_parts
-
     n_hard = len(read_parts(difficult))
-    batch = config.train_config("round1").global_batch_size
-    if n_hard < batch:
-        log.warning("mining found %d inconsistent items, fewer than one global batch (%d): refinement variants skipped", n_hard, batch)
+    if n_hard < round1.global_batch_size:
+        log.warning("mining found %d inconsistent items, fewer than one global batch (%d): refinement variants skipped",
+                    n_hard, round1.global_batch_size)
         return variants
     sources = {"difficult": str(difficult)}
     if "random" in config.sweep():

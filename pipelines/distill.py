@@ -13,7 +13,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pipelines.llm import skipped_postprocess
+from pipelines.llm import write_stream
 from reasonguard.distill import (
     distill_stats,
     latest_records,
@@ -93,8 +93,9 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
     if engine_config.kind == "vllm":
         from reasonguard.models import resolve_model
 
+        model_path = resolve_model(engine_config.model)
         processor = vllm_stage(
-            resolve_model(engine_config.model), vllm_engine_kwargs(engine_config), pre, post,
+            model_path, vllm_engine_kwargs(engine_config, model_path, pipeline.gpus_per_replica > 0), pre, post,
             batch_size=pipeline.batch_size, concurrency=pipeline.concurrency, gpus_per_replica=pipeline.gpus_per_replica,
         )
         ds = processor(ds)
@@ -102,26 +103,6 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
         ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=pipeline.batch_size,
                           concurrency=pipeline.concurrency, gpus_per_replica=pipeline.gpus_per_replica)
     yield from ds.iter_rows()
-
-
-def write_stream(rows: Iterator[dict], writer: PartWriter, finish: Callable[[dict], dict], done: Callable[[dict], bool],
-                 flush_every: int, total: int, desc: str) -> int:
-    """Write finished rows in parts of `flush_every`; `finish` completes rows that skipped postprocess
-    (`done(row)` is False for them, see `pipelines.llm.skipped_postprocess`)."""
-    from tqdm.auto import tqdm
-
-    pending: list[dict] = []
-    with tqdm(total=total, desc=desc, unit="item") as bar:
-        for row in rows:
-            if not done(row):
-                row = finish(row)
-            pending.append(row)
-            bar.update(1)
-            if len(pending) >= flush_every:
-                writer.write(pending)
-                pending = []
-    writer.write(pending)
-    return writer.rows_written
 
 
 def run_distill(
@@ -151,7 +132,7 @@ def run_distill(
         post = partial(teacher_result_row, filters=filters, teacher_model=engine_config.model, policy=policy,
                        count_tokens=token_counter(tokenizer, engine_config))
         rows = generate(work, engine_config, pre, post, pipeline)
-        write_stream(rows, PartWriter(parts), post, lambda r: not skipped_postprocess(r, "kept"), pipeline.flush_every, len(work), "distill")
+        write_stream(rows, PartWriter(parts), post, "kept", flush_every=pipeline.flush_every, total=len(work), desc="distill")
     return finalize_distill(out, datasets, unlabelled, engine_config.model)
 
 

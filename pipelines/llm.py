@@ -29,6 +29,26 @@ def skipped_postprocess(row: dict, output_column: str) -> bool:
     return row.get(output_column) is None
 
 
+def write_stream(rows, writer, post: Callable[[dict], dict], output_column: str, *, flush_every: int, total: int,
+                 desc: str, columns: list[str] | None = None) -> int:
+    """Write finished rows in parts of `flush_every`, with a progress bar; `post` completes the rows
+    the engine failed on (see `skipped_postprocess`); `columns` keeps only those. Returns rows written."""
+    from tqdm.auto import tqdm
+
+    pending: list[dict] = []
+    with tqdm(total=total, desc=desc, unit="row") as bar:
+        for row in rows:
+            if skipped_postprocess(row, output_column):
+                row = post(row)
+            pending.append({k: row[k] for k in columns} if columns else row)
+            bar.update(1)
+            if len(pending) >= flush_every:
+                writer.write(pending)
+                pending = []
+    writer.write(pending)
+    return writer.rows_written
+
+
 def vllm_stage(
     model_path: str,
     engine_kwargs: dict,
@@ -82,16 +102,19 @@ class _without_request_seed:
         return {**out, "sampling_params": params}
 
 
-def vllm_engine_kwargs(engine_config) -> dict[str, Any]:
-    """vLLM engine kwargs from an EngineConfig (CPU defaults: bf16 only where the CPU has it natively, eager)."""
-    import torch
+def vllm_engine_kwargs(engine_config, model_path: str, on_gpu: bool) -> dict[str, Any]:
+    """vLLM engine kwargs from an EngineConfig. `on_gpu` comes from the actors' GPU request, not from
+    the driver: under KubeRay the job's driver runs on a head pod without GPUs."""
+    from reasonguard.engines.vllm_engine import cpu_engine_defaults
 
-    from reasonguard.engines.vllm_engine import default_cpu_dtype
-
-    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        dtype = engine_config.dtype
+        eager = False if engine_config.enforce_eager is None else engine_config.enforce_eager
+    else:
+        dtype, eager = cpu_engine_defaults(model_path, engine_config.dtype, engine_config.enforce_eager)
     kwargs: dict[str, Any] = {
-        "dtype": default_cpu_dtype() if engine_config.dtype == "auto" and not on_gpu else engine_config.dtype,
-        "enforce_eager": (not on_gpu) if engine_config.enforce_eager is None else engine_config.enforce_eager,
+        "dtype": dtype,
+        "enforce_eager": eager,
         "tensor_parallel_size": engine_config.tensor_parallel_size,
         "seed": engine_config.seed,
     }

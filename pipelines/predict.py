@@ -40,7 +40,7 @@ def run_predictions(
     """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder."""
     import ray.data
 
-    from pipelines.llm import engine_stage, skipped_postprocess, vllm_engine_kwargs, vllm_stage
+    from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage, write_stream
     from reasonguard.models import resolve_model
 
     parts = Path(output_dir) / "predictions"
@@ -54,22 +54,15 @@ def run_predictions(
     post = partial(result_row, model_id=model_id, policy=policy)
     ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // batch_size, 200)))
     if engine_config.kind == "vllm":
+        model_path = resolve_model(engine_config.model)
         processor = vllm_stage(
-            resolve_model(engine_config.model), vllm_engine_kwargs(engine_config), pre, post,
+            model_path, vllm_engine_kwargs(engine_config, model_path, gpus_per_replica > 0), pre, post,
             batch_size=batch_size, concurrency=concurrency, gpus_per_replica=gpus_per_replica,
         )
         ds = processor(ds)
     else:
         ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=batch_size,
                           concurrency=concurrency, gpus_per_replica=gpus_per_replica)
-    writer = PartWriter(parts)
-    pending: list[dict] = []
-    for row in ds.iter_rows():
-        if skipped_postprocess(row, "raw_output"):  # the engine failed on it: record it as a failure
-            row = result_row(row, model_id, policy)
-        pending.append({k: row[k] for k in PREDICTION_COLUMNS})
-        if len(pending) >= flush_every:
-            writer.write(pending)
-            pending = []
-    writer.write(pending)
+    write_stream(ds.iter_rows(), PartWriter(parts), post, "raw_output", flush_every=flush_every, total=len(work),
+                 desc="predict", columns=PREDICTION_COLUMNS)
     return parts

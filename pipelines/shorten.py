@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from pipelines.distill import PARTS, generate, token_counter, write_rows, write_stream
-from pipelines.llm import skipped_postprocess
+from pipelines.distill import PARTS, generate, token_counter, write_rows
+from pipelines.llm import write_stream
 from reasonguard.engines.base import SamplingConfig
 from reasonguard.io import PartWriter, read_parts, write_json
 from reasonguard.shorten import (
@@ -69,7 +69,7 @@ def run_shorten(
         pre = partial(rewrite_request_row, sampling=sampling)
         post = partial(rewrite_result_row, rewriter_model=engine_config.model, count_tokens=counter)
         rows = generate(to_rewrite, engine_config, pre, post, pipeline)
-        write_stream(rows, writer, post, lambda r: not skipped_postprocess(r, "method"), pipeline.flush_every, len(to_rewrite), "shorten")
+        write_stream(rows, writer, post, "method", flush_every=pipeline.flush_every, total=len(to_rewrite), desc="shorten")
     return finalize_shorten(out, traces, budgets)
 
 

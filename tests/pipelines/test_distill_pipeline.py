@@ -79,8 +79,6 @@ def ray_local():
 
     from pipelines.ray_utils import init_ray
 
-    if ray.is_initialized():
-        ray.shutdown()
     init_ray(None, 4, 180)
     yield
     ray.shutdown()
