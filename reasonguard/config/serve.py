@@ -145,7 +145,8 @@ class ServeConfig(StrictModel):
         "auto",
         description="'async' (kind vllm): vLLM's AsyncLLM, which batches continuously (a conversation joins the running "
         "batch at the next step); 'batch': the engine's synchronous generate() on batches formed by `batching`; "
-        "'auto' = async for vllm, batch otherwise (measured in docs/benchmarks.md).",
+        "'auto' = async for vllm (unless batching.strategy is 'serve', which drives the synchronous engine), "
+        "batch otherwise (measured in docs/benchmarks.md).",
     )
     served_model_name: str | None = Field(None, description="Model id in responses and /v1/models (default: engine.model).")
     app_name: str = Field("guard", min_length=1, description="Serve application name.")
@@ -169,6 +170,9 @@ class ServeConfig(StrictModel):
     def _consistent(self) -> "ServeConfig":
         if self.engine_mode == "async" and self.engine.kind != "vllm":
             raise ValueError(f"engine_mode 'async' needs engine.kind 'vllm', not {self.engine.kind!r}")
+        if self.engine_mode == "async" and self._serve_batching:
+            raise ValueError("batching.strategy 'serve' (@serve.batch) drives the synchronous engine: "
+                             "use engine_mode 'batch' or 'auto', or strategy 'queue'")
         if self.replica.num_replicas is None and self.autoscaling is None:
             raise ValueError("set replica.num_replicas or autoscaling")
         if self.batching.enabled and self.replica.max_ongoing_requests < self.batching.max_batch_size:
@@ -179,9 +183,13 @@ class ServeConfig(StrictModel):
         return self
 
     @property
+    def _serve_batching(self) -> bool:
+        return self.batching.enabled and self.batching.strategy == "serve"
+
+    @property
     def resolved_engine_mode(self) -> str:
         if self.engine_mode == "auto":
-            return "async" if self.engine.kind == "vllm" else "batch"
+            return "async" if self.engine.kind == "vllm" and not self._serve_batching else "batch"
         return self.engine_mode
 
     @property

@@ -83,3 +83,13 @@ def test_engine_mode_async_needs_vllm():
     with pytest.raises(ValueError, match="engine_mode 'async' needs engine.kind 'vllm'"):
         ServeConfig.model_validate({"engine": {"kind": "openai", "model": "m", "base_url": "http://x"}, "engine_mode": "async"})
     assert ServeConfig.model_validate({"engine": {"kind": "vllm", "model": "tiny"}, "engine_mode": "async"}).engine_mode == "async"
+
+
+def test_serve_batching_gets_the_synchronous_engine():
+    """@serve.batch calls the engine's synchronous generate(), which AsyncLLM does not have."""
+    vllm = {"kind": "vllm", "model": "tiny"}
+    assert ServeConfig.model_validate({"engine": vllm}).resolved_engine_mode == "async"
+    serve_batch = {"strategy": "serve"}
+    assert ServeConfig.model_validate({"engine": vllm, "batching": serve_batch}).resolved_engine_mode == "batch"
+    with pytest.raises(ValueError, match="drives the synchronous engine"):
+        ServeConfig.model_validate({"engine": vllm, "engine_mode": "async", "batching": serve_batch})
