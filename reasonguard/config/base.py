@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,11 +93,12 @@ def dump_config(config: BaseModel) -> str:
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`, recursively for nested mappings (lists and scalars are replaced)."""
-    out = dict(base)
+    """`override` on top of `base`, recursively for nested mappings (lists and scalars are replaced).
+    The result shares nothing with its inputs."""
+    out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out

@@ -7,8 +7,9 @@ milliseconds on the driver instead.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
+
+from reasonguard.config.base import deep_merge
 
 
 def gradient_accumulation_steps(global_batch_size: int, micro_batch_size: int, world_size: int) -> int:
@@ -22,16 +23,6 @@ def gradient_accumulation_steps(global_batch_size: int, micro_batch_size: int, w
             f"global batch {global_batch_size} is not divisible by micro-batch {micro_batch_size} x world size {world_size}"
         )
     return global_batch_size // per_step
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def build_deepspeed_config(
