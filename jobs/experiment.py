@@ -54,7 +54,7 @@ def run(config: ExperimentConfig) -> Path:
 
 def _refinement(config: ExperimentConfig, train) -> list[tuple[str, str, str]]:
     """Round 1 on the base data; then continual SFT from it on mined difficult items and/or on random pool items."""
-    from jobs.mine import load_pool
+    from jobs.mine import load_pool, pool_rows
     from jobs.mine import run as run_mine
     from reasonguard.io import read_parts, write_single_parquet
 
@@ -77,8 +77,7 @@ def _refinement(config: ExperimentConfig, train) -> list[tuple[str, str, str]]:
     if "random" in config.sweep():
         examples, traces = load_pool(mine_cfg)
         pick = random.Random(0).sample(examples, min(n_hard, len(examples)))
-        rows = [{**e.to_row(), "reasoning": None, **traces.get(e.id, {})} for e in pick]
-        sources["random"] = str(write_single_parquet(rows, out / "mine" / "random.parquet"))
+        sources["random"] = str(write_single_parquet(pool_rows(pick, traces), out / "mine" / "random.parquet"))
     for value in config.sweep():
         name = config.variant_name(value)
         build = deep_build(config, sources[value])

@@ -18,6 +18,11 @@ from reasonguard.config.mine import MineConfig
 log = logging.getLogger("jobs.mine")
 
 
+def pool_rows(examples, traces: dict[str, dict]) -> list[dict]:
+    """Trace-table rows (what training reads) of pool examples, with their reasoning when they have one."""
+    return [{**e.to_row(), "reasoning": None, **traces.get(e.id, {})} for e in examples]
+
+
 def load_pool(config: MineConfig) -> tuple[list, dict[str, dict]]:
     """Pool examples and, when they come from traces, each id's trace columns."""
     from reasonguard.schema import GuardExample
@@ -59,7 +64,7 @@ def run(config: MineConfig) -> Path:
     rows = [r for r in read_parts(parts) if r["mode"] == config.mode and r["sample_idx"] < config.n_samples]
     result = classify_items(rows)
     hard = set(select_inconsistent(result))
-    difficult = [{**e.to_row(), "reasoning": None, **traces.get(e.id, {})} for e in examples if e.id in hard]
+    difficult = pool_rows([e for e in examples if e.id in hard], traces)
     summary = {"pool": len(examples), "n_samples": config.n_samples, "mode": config.mode, "counts": result.counts,
                "unlabelled": result.n_unlabelled, "difficult": len(difficult)}
     write_json(summary, out / "mining.json")

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 from pipelines.llm import write_stream
 from reasonguard.distill import (
     distill_stats,
+    done_key_filter,
     latest_records,
     split_labelled,
     teacher_request_row,
@@ -120,7 +121,7 @@ def run_distill(
     """Distill every labelled item not yet in `output_dir/parts`, then write traces, rejected and stats."""
     out = Path(output_dir)
     parts = out / PARTS
-    done = {(r["dataset"], r["id"]) for r in read_parts(parts, ["dataset", "id", "drop_reason"]) if r["drop_reason"] != "inference_error"}
+    done = {(r["dataset"], r["id"]) for r in read_parts(parts, ["dataset", "id", "drop_reason"]) if done_key_filter(r)}
     work, unlabelled = [], 0
     for name, examples in datasets.items():
         usable, rest = split_labelled(examples)
