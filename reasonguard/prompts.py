@@ -1,7 +1,10 @@
 """The guard prompt and the teacher prompt: one source of truth for both templates.
 
-Golden tests pin these byte for byte: a model trained on one rendering must be served
-with exactly the same one.
+The guard prompt is the released model's own (Nemotron-Content-Safety-Reasoning-4B, model card
+form): the role paragraph, one newline, the policy block, the conversation, the output
+instruction broken after "request and", and the mode flag appended to its last line after a
+space. Golden tests pin it byte for byte against a reference rendering
+(tests/golden/REFERENCE.md): a model trained on one rendering must be served with exactly it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ OUTPUT_INSTRUCTION = (
     "Use the {source} to determine if the prompt and response fall into any of the harmful categories. "
     "Output your answer in the following format:\n\n"
     '"Prompt harm: <harmful/unharmful>\nResponse harm: <harmful/unharmful>"\n\n'
-    "Only output the answer in the format specified above after thinking about the request and response. "
-    'If there is no response, output "Response harm: <harmful/unharmful>" as None.'
+    "Only output the answer in the format specified above after thinking about the request and\n"
+    'response. If there is no response, output "Response harm: <harmful/unharmful>" as None.'
 )
 NO_RESPONSE = "None"
 
@@ -93,23 +96,33 @@ def mode_flag(mode: Mode) -> str:
     return f"/{mode}"
 
 
+def _head(inp: GuardInput, policy: Policy) -> str:
+    """Role paragraph, policy block and conversation: shared by the guard and the teacher prompt."""
+    return ROLE_LINE + "\n" + policy.render() + "\n\n" + _conversation_block(inp)
+
+
 def render_guard_prompt(inp: GuardInput, mode: Mode = "no_think", policy: Policy | Sequence[str] | str | None = None) -> str:
-    """The single user turn the guard sees; the mode flag is always its last line."""
+    """The single user turn the guard sees; the mode flag ends its last line, after a space."""
     flag = mode_flag(mode)
     resolved = resolve_policy(policy)
     instruction = OUTPUT_INSTRUCTION.format(source="taxonomy" if resolved.is_taxonomy else "policy")
-    body = "\n\n".join([ROLE_LINE, resolved.render(), _conversation_block(inp), instruction])
-    return f"{body}\n{flag}"
+    return f"{_head(inp, resolved)}\n\n{instruction} {flag}"
 
 
 def guard_messages(inp: GuardInput, mode: Mode = "no_think", policy: Policy | Sequence[str] | str | None = None) -> list[dict]:
     return [{"role": "user", "content": render_guard_prompt(inp, mode, policy)}]
 
 
+# The flag at the very end of the prompt: inline after a space (model card, API catalog) or on a
+# line of its own (NeMo Guardrails' prompts.yml). User text cannot end the prompt (the output
+# instruction follows it) and its flags are broken by `neutralize`.
+_TRAILING_FLAG = re.compile(r"(?:^|[ \t\n])/(no_think|think)[ \t\r\n]*\Z")
+
+
 def mode_of_prompt(prompt_text: str) -> Mode | None:
-    """The mode a rendered guard prompt asks for: read from its last line only."""
-    last = prompt_text.rstrip("\n").rsplit("\n", 1)[-1].strip()
-    return {"/think": "think", "/no_think": "no_think"}.get(last)  # type: ignore[return-value]
+    """The mode a rendered guard prompt asks for: the flag that ends it, inline or on its own line."""
+    m = _TRAILING_FLAG.search(prompt_text)
+    return m.group(1) if m else None  # type: ignore[return-value]
 
 
 TEACHER_INSTRUCTION = (
@@ -135,5 +148,4 @@ def render_teacher_prompt(
     gold = format_verdict_lines(prompt_harm, response_harm)
     resolved = resolve_policy(policy)
     source = "taxonomy" if resolved.is_taxonomy else "policy"
-    body = "\n\n".join([ROLE_LINE, resolved.render(), _conversation_block(inp)])
-    return body + "\n\n" + TEACHER_INSTRUCTION.format(gold=gold, max_sentences=max_sentences, source=source)
+    return _head(inp, resolved) + "\n\n" + TEACHER_INSTRUCTION.format(gold=gold, max_sentences=max_sentences, source=source)
