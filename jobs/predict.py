@@ -32,7 +32,7 @@ def run(config: PredictConfig) -> Path:
         datasets, config.modes, config.n_samples, out, engine_config=config.engine,
         sampling_by_mode=config.sampling_by_mode(), policy=config.policy, batch_size=config.pipeline.batch_size,
         concurrency=config.pipeline.concurrency, gpus_per_replica=config.pipeline.gpus_per_replica,
-        flush_every=config.pipeline.flush_every,
+        flush_every=config.pipeline.flush_every, constrained=config.decoding.constrained, calibration=config.calibration(),
     )
     wanted = set(datasets)
     rows = [r for r in read_parts(parts) if r["dataset"] in wanted and r["mode"] in config.modes and r["sample_idx"] < config.n_samples]

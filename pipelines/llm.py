@@ -105,7 +105,7 @@ class _without_request_seed:
 def vllm_engine_kwargs(engine_config, model_path: str, on_gpu: bool) -> dict[str, Any]:
     """vLLM engine kwargs from an EngineConfig. `on_gpu` comes from the actors' GPU request, not from
     the driver: under KubeRay the job's driver runs on a head pod without GPUs."""
-    from reasonguard.engines.vllm_engine import cpu_engine_defaults
+    from reasonguard.engines.vllm_engine import cpu_engine_defaults, with_verdict_processor
 
     if on_gpu:
         dtype = engine_config.dtype
@@ -123,7 +123,7 @@ def vllm_engine_kwargs(engine_config, model_path: str, on_gpu: bool) -> dict[str
     if on_gpu:
         kwargs["gpu_memory_utilization"] = engine_config.gpu_memory_utilization
     kwargs.update(engine_config.engine_kwargs)
-    return kwargs
+    return with_verdict_processor(kwargs)
 
 
 class EngineActor:
@@ -140,6 +140,7 @@ class EngineActor:
     def __call__(self, batch: dict) -> dict:
         import json
 
+        from reasonguard.decoding import VerdictSpec
         from reasonguard.engines.base import SamplingConfig
 
         rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
@@ -149,17 +150,23 @@ class EngineActor:
         for key, idxs in groups.items():
             params = json.loads(key)
             sampling = SamplingConfig(n=1, **{k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens", "seed")})
+            spec = VerdictSpec.from_extra_args(params.get("extra_args"))
             try:
-                outputs = self.engine.generate([_plain(rows[i]["messages"]) for i in idxs], sampling)
+                outputs = self.engine.generate([_plain(rows[i]["messages"]) for i in idxs], sampling,
+                                               [spec] * len(idxs) if spec is not None else None)
             except Exception as exc:  # one bad group must not lose the batch: mark its rows failed
                 for i in idxs:
                     rows[i].update(generated_text="", num_generated_tokens=0, num_input_tokens=0, time_taken_llm=0.0,
-                                   __inference_error__=f"{type(exc).__name__}: {exc}")
+                                   __inference_error__=f"{type(exc).__name__}: {exc}", verdict_json="")
                 continue
             for i, out in zip(idxs, outputs, strict=True):
                 gen = out.generations[0]
+                scores = gen.verdict_scores
+                verdict = "" if scores is None else json.dumps({"prompt": scores.prompt, "response": scores.response,
+                                                                "exact": scores.exact, "closed_by_budget": gen.closed_by_budget})
                 rows[i].update(generated_text=gen.text, num_generated_tokens=gen.output_tokens, num_input_tokens=out.prompt_tokens,
-                               time_taken_llm=out.latency_s, finish_reason=gen.finish_reason, __inference_error__="")
+                               time_taken_llm=out.latency_s, finish_reason=gen.finish_reason, __inference_error__="",
+                               verdict_json=verdict)
         return {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
 
 

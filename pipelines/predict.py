@@ -36,8 +36,11 @@ def run_predictions(
     concurrency: int = 1,
     gpus_per_replica: float = 0,
     flush_every: int = 64,
+    constrained: bool = True,
+    calibration=None,
 ) -> Path:
-    """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder."""
+    """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder.
+    `constrained`: verdict-safe decoding; `calibration`: applied to P(harmful) (reasonguard.calibration)."""
     import ray.data
 
     from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage, write_stream
@@ -50,8 +53,11 @@ def run_predictions(
     if not work:
         return parts
     model_id = engine_config.model
-    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy)
-    post = partial(result_row, model_id=model_id, policy=policy)
+    constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
+    vocab_source = resolve_model(engine_config.model) if constrained else None
+    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained)
+    post = partial(result_row, model_id=model_id, policy=policy, constrained=constrained, vocab_source=vocab_source,
+                   sampling_by_mode=sampling_by_mode, calibration=calibration)
     ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // batch_size, 200)))
     if engine_config.kind == "vllm":
         model_path = resolve_model(engine_config.model)

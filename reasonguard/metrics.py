@@ -69,6 +69,8 @@ class Sample:
     task: str = ""
     output_tokens: float | None = None
     latency_s: float | None = None
+    score: float | None = None  # P(positive class), calibrated where a calibration was applied
+    score_raw: float | None = None  # the model's own P(positive class)
 
     @property
     def vote(self) -> str | None:
@@ -229,7 +231,14 @@ def sample_of(row: Any, task: str | None = None) -> Sample | None:
         task=task or row_task or "",
         output_tokens=_number(_get(row, "output_tokens")),
         latency_s=_number(_get(row, "latency_s")),
+        score=_number(_get(row, f"p_{_score_line(task or row_task)}_harm")),
+        score_raw=_number(_get(row, f"p_{_score_line(task or row_task)}_harm_raw")),
     )
+
+
+def _score_line(task: str | None) -> str:
+    """The verdict line a task's probability is read from (refusal = the response line under REFUSAL_POLICY)."""
+    return "response" if task == "refusal" else (task or "prompt")
 
 
 def rows_of(rows: Any) -> list[Any]:
@@ -324,11 +333,12 @@ class DatasetTaskReport:
     mean_output_tokens: float
     latency_mean_s: float
     latency_p90_s: float
+    probability: Mapping[str, float] | None = None  # score_metrics.score_summary over scored samples
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict for a DataFrame / metrics.json row."""
         s, m = self.scores, self.scores.majority
-        return {
+        return {**(self.probability or {}), **{
             "dataset": self.dataset, "task": self.task, "n_items": s.n_items, "n_unlabelled": m.n_unlabelled,
             "n_samples": self.n_samples, "n_runs": len(s.runs), "f1_mean": s.f1_mean, "f1_std": s.f1_std,
             "precision_mean": s.precision_mean, "recall_mean": s.recall_mean,
@@ -336,7 +346,20 @@ class DatasetTaskReport:
             "majority_precision": m.precision, "majority_recall": m.recall,
             "majority_parse_failure_rate": m.parse_failure_rate, "mean_output_tokens": self.mean_output_tokens,
             "latency_mean_s": self.latency_mean_s, "latency_p90_s": self.latency_p90_s,
-        }
+        }}
+
+
+def probability_metrics(samples: Sequence[Sample], positive: str) -> dict[str, float]:
+    """AUROC, AUPRC, Brier and ECE of the samples' P(positive) against gold, pooled over samples
+    (unlabelled and unscored samples left out); `ece_raw` is the ECE of the uncalibrated score."""
+    from reasonguard.score_metrics import expected_calibration_error, score_summary
+
+    scored = [s for s in samples if s.gold is not None and s.score is not None]
+    labels = [int(s.gold == positive) for s in scored]
+    out = score_summary([s.score for s in scored], labels)
+    raw = [(s.score_raw, y) for s, y in zip(scored, labels) if s.score_raw is not None]
+    out["ece_raw"] = expected_calibration_error([r for r, _ in raw], [y for _, y in raw]) if raw else float("nan")
+    return out
 
 
 def _cost(samples: Sequence[Sample]) -> tuple[float, float, float]:
@@ -373,6 +396,7 @@ def evaluate_predictions(rows: Any, *, policy: ParseFailurePolicy = "count_as_wr
             dataset=dataset, task=task, n_samples=len(samples),
             scores=aggregate_samples(samples, labels=TASK_LABELS[task], policy=policy),
             mean_output_tokens=tokens, latency_mean_s=lat_mean, latency_p90_s=lat_p90,
+            probability=probability_metrics(samples, TASK_LABELS[task][0]),
         ))
     return reports
 

@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from reasonguard.calibration import Calibration
+from reasonguard.decoding import VerdictScores, VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
 from reasonguard.policy import REFUSAL_POLICY, Policy, resolve_policy
 from reasonguard.prompts import Mode, guard_messages
@@ -50,6 +52,16 @@ class PredictionRow:
     latency_s: float
     finish_reason: str | None
     model_id: str
+    # Verdict-safe decoding and scores (reasonguard.decoding): P(harmful) of the prompt and the
+    # response, calibrated when a calibration was applied (the `_raw` columns are the model's own).
+    constrained: bool = False
+    p_prompt_harm: float | None = None
+    p_response_harm: float | None = None
+    p_prompt_harm_raw: float | None = None
+    p_response_harm_raw: float | None = None
+    calibrated: bool = False
+    score_exact: bool | None = None
+    closed_by_budget: bool = False
 
     @property
     def gold(self) -> str | None:
@@ -76,6 +88,11 @@ def to_request(example: GuardExample, mode: Mode, policy: Policy | Sequence[str]
     return guard_messages(guard_input_of(example), mode, _policy_for(example, policy))
 
 
+def verdict_spec(example: GuardExample, mode: Mode) -> VerdictSpec:
+    """What the constrained verdict of an example may be (a response line only where there is one)."""
+    return VerdictSpec(mode=mode, has_response=example.response is not None)
+
+
 def _policy_for(example: GuardExample, policy):
     return REFUSAL_POLICY if task_of(example) == "refusal" else policy_of(example, policy)
 
@@ -93,10 +110,17 @@ def prediction_row(
     finish_reason: str | None = None,
     dataset: str | None = None,
     policy: Policy | Sequence[str] | str | None = None,
+    constrained: bool = False,
+    verdict_scores: VerdictScores | None = None,
+    closed_by_budget: bool = False,
+    calibration: Calibration | None = None,
 ) -> PredictionRow:
     """Parse one generation into a row (every inference path ends here)."""
     verdict = parse_verdict(text, expect_response=example.response is not None)
     refusal = {"harmful": "refusal", "unharmful": "compliance"}.get(verdict.response_harm or "")
+    raw = verdict_scores or VerdictScores(exact=False)
+    p_response_raw = raw.response if example.response is not None else None
+    cal = calibration or Calibration()
     return PredictionRow(
         dataset=dataset or example.source,
         item_id=example.id,
@@ -119,6 +143,14 @@ def prediction_row(
         latency_s=latency_s,
         finish_reason=finish_reason,
         model_id=model_id,
+        constrained=constrained,
+        p_prompt_harm=cal.apply("prompt", raw.prompt, mode),
+        p_response_harm=cal.apply("response", p_response_raw, mode),
+        p_prompt_harm_raw=raw.prompt,
+        p_response_harm_raw=p_response_raw,
+        calibrated=calibration is not None and bool(calibration.temperatures),
+        score_exact=raw.exact if verdict_scores is not None else None,
+        closed_by_budget=closed_by_budget,
     )
 
 
@@ -130,12 +162,15 @@ def to_prediction_rows(
     dataset: str | None = None,
     policy: Policy | Sequence[str] | str | None = None,
     first_sample_idx: int = 0,
+    constrained: bool = False,
+    calibration: Calibration | None = None,
 ) -> list[PredictionRow]:
     return [
         prediction_row(
             example, gen.text, mode=mode, sample_idx=first_sample_idx + idx, model_id=model_id,
             output_tokens=gen.output_tokens, prompt_tokens=output.prompt_tokens, latency_s=output.latency_s,
-            finish_reason=gen.finish_reason, dataset=dataset, policy=policy,
+            finish_reason=gen.finish_reason, dataset=dataset, policy=policy, constrained=constrained,
+            verdict_scores=gen.verdict_scores, closed_by_budget=gen.closed_by_budget, calibration=calibration,
         )
         for idx, gen in enumerate(output.generations)
     ]
@@ -150,19 +185,24 @@ def predict_examples(
     dataset: str | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    constrained: bool = True,
+    calibration: Calibration | None = None,
 ) -> list[PredictionRow]:
-    """Run the guard over examples in batches (the in-process path; Ray Data uses the same steps)."""
+    """Run the guard over examples in batches (the in-process path; Ray Data uses the same steps).
+    `constrained`: verdict-safe decoding (reasonguard.decoding) where the engine supports it."""
     rows: list[PredictionRow] = []
     batches = list(_chunks(examples, batch_size))
     bar = _progress(len(examples), f"predict [{mode}]") if progress else None
     for batch in batches:
         start = time.perf_counter()
-        outputs = engine.generate([to_request(ex, mode, policy) for ex in batch], sampling)
+        verdicts = [verdict_spec(ex, mode) for ex in batch] if constrained else None
+        outputs = engine.generate([to_request(ex, mode, policy) for ex in batch], sampling, verdicts)
         per_item = (time.perf_counter() - start) / max(1, len(batch))
         for ex, out in zip(batch, outputs, strict=True):
             if not out.latency_s:
                 out = RequestOutput(out.generations, out.prompt_tokens, per_item)
-            rows.extend(to_prediction_rows(ex, out, mode, engine.model_id, dataset, policy))
+            rows.extend(to_prediction_rows(ex, out, mode, engine.model_id, dataset, policy,
+                                           constrained=constrained, calibration=calibration))
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
@@ -207,19 +247,57 @@ def _example_of(row: dict) -> GuardExample:
     return GuardExample.from_row(json.loads(row["item_json"]))
 
 
-def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None) -> dict:
-    """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k)."""
+def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None, constrained: bool = False) -> dict:
+    """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k).
+    `constrained` adds the verdict spec (vLLM `extra_args`) and the top-k log-probabilities
+    P(harmful) is read from."""
+    from reasonguard.engines.vllm_engine import verdict_sampling_fields
+
     sampling = sampling_by_mode[row["mode"]]
     params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
     if sampling.seed is not None:
         params["seed"] = int(sampling.seed) + int(row["sample_idx"])
-    return {**row, "messages": to_request(_example_of(row), row["mode"], policy), "sampling_params": params}
+    example = _example_of(row)
+    if constrained:
+        params.update(verdict_sampling_fields(sampling, verdict_spec(example, row["mode"])))
+    return {**row, "messages": to_request(example, row["mode"], policy), "sampling_params": params}
 
 
-def result_row(row: dict, model_id: str, policy=None) -> dict:
+def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_tokens: int) -> dict:
+    """{'verdict_scores', 'closed_by_budget'} of a generated row: computed by the engine actor
+    (column `verdict_json`), or here from ray.data.llm's `generated_tokens` and `logprobs`."""
+    import json
+
+    if not constrained:
+        return {}
+    if row.get("verdict_json"):
+        data = json.loads(row["verdict_json"])
+        return {"verdict_scores": VerdictScores(data.get("prompt"), data.get("response"), bool(data.get("exact"))),
+                "closed_by_budget": bool(data.get("closed_by_budget"))}
+    tokens = row.get("generated_tokens")
+    if tokens is None or vocab_source is None:
+        return {}
+    from reasonguard.engines.vllm_engine import verdict_outcome
+
+    steps = [{int(k): float(v["logprob"] if isinstance(v, dict) else v) for k, v in (pos or {}).items()}
+             for pos in (row.get("logprobs") or [])]
+    example = _example_of(row)
+    return verdict_outcome(_vocabulary(vocab_source), verdict_spec(example, row["mode"]), max_tokens, list(tokens), steps or None)
+
+
+def _vocabulary(source: str):
+    from reasonguard.engines.vocab import cached_vocabulary
+
+    return cached_vocabulary(source)
+
+
+def result_row(row: dict, model_id: str, policy=None, constrained: bool = False, vocab_source: str | None = None,
+               sampling_by_mode: dict[str, SamplingConfig] | None = None, calibration: Calibration | None = None) -> dict:
     """Postprocess: a generated row (ray.data.llm column names) -> a PredictionRow dict."""
     error = row.get("__inference_error__") or None
     text = "" if error else (row.get("generated_text") or "")
+    max_tokens = sampling_by_mode[row["mode"]].max_tokens if sampling_by_mode else 0
+    extra = {} if error else verdict_columns(row, vocab_source, constrained, max_tokens)
     out = prediction_row(
         _example_of(row),
         text,
@@ -232,6 +310,9 @@ def result_row(row: dict, model_id: str, policy=None) -> dict:
         finish_reason="error" if error else row.get("finish_reason"),
         dataset=row["dataset"],
         policy=policy,
+        constrained=constrained,
+        calibration=calibration,
+        **extra,
     ).to_dict()
     if error:
         out["parse_error"] = f"inference error: {str(error)[:500]}"

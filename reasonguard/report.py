@@ -64,7 +64,38 @@ def summary(records: Sequence[dict]) -> list[dict]:
     return out
 
 
-def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = (), notes: str = "") -> str:
+def score_table(records: Sequence[dict]) -> str:
+    """P(harmful) quality per guard, mode, task and dataset: AUROC, AUPRC, Brier, ECE (10 bins)."""
+    rows = [r for r in records if r.get("n_scored")]
+    if not rows:
+        return ""
+    lines = ["| guard | mode | task | dataset | scored | AUROC | AUPRC | Brier | ECE |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r.get("guard", ""), r["mode"], r["task"], r["dataset"])):
+        lines.append(
+            f"| {r.get('guard', '')} | {r['mode']} | {r['task']} | {r['dataset']} | {r['n_scored']} | {_fmt(r.get('auroc'))} | "
+            f"{_fmt(r.get('auprc'))} | {_fmt(r.get('brier'), 1.0, 3)} | {_fmt(r.get('ece'), 1.0, 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def calibration_table(records: Sequence[dict]) -> str:
+    """Held-out items: ECE before and after temperature scaling, F1 of the verdict vs at the threshold."""
+    if not records:
+        return ""
+    lines = ["| guard | mode | task | dataset | scored | T | threshold | ECE before | ECE after | F1 verdict | F1 at threshold |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        t = "-" if r.get("temperature") is None else f"{r['temperature']:.2f}"
+        th = "-" if r.get("threshold") is None else f"{r['threshold']:.2f}"
+        lines.append(
+            f"| {r.get('guard', '')} | {r['mode']} | {r['task']} | {r['dataset']} | {r['n_scored']} | {t} | {th} | "
+            f"{_fmt(r['ece_before'], 1.0, 3)} | {_fmt(r['ece_after'], 1.0, 3)} | {_fmt(r['f1_verdict'])} | {_fmt(r['f1_at_threshold'])} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = (), notes: str = "",
+                  calibration: Sequence[dict] = ()) -> str:
     parts = [f"# {title}", ""]
     if notes:
         parts += [notes, ""]
@@ -74,6 +105,15 @@ def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = ()
             if table:
                 parts += [f"## {heading}, {label}", "", table, ""]
     parts += ["## Cost per item", "", cost_table(records), ""]
+    scores = score_table(records)
+    if scores:
+        parts += ["## P(harmful): ranking and calibration", "",
+                  "Pooled over samples; AUROC/AUPRC in percent, Brier and ECE (10 equal-width bins) as fractions.", "", scores, ""]
+    cal = calibration_table(calibration)
+    if cal:
+        parts += ["## Calibration (held-out items)", "",
+                  "Temperature scaling fitted on a validation split of the items (raw scores); "
+                  "reported here on the other items.", "", cal, ""]
     if plots:
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     parts += ["F1 in percent. Parse failures count as wrong (policy `count_as_wrong`). "
@@ -134,6 +174,35 @@ def write_plots(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     paths.append(_save(fig, out_dir / "latency_vs_budget.png"))
     return paths
+
+
+def write_reliability_diagram(curves: dict[str, tuple[Sequence[float], Sequence[int]]], path: str | Path) -> Path | None:
+    """Reliability diagram: per curve (label -> scores, 0/1 labels), observed positive rate vs mean
+    score in 10 equal-width bins, beside the diagonal. None when no curve has data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reasonguard.score_metrics import expected_calibration_error, reliability_bins
+
+    curves = {k: v for k, v in curves.items() if len(v[0])}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for label, (scores, labels) in sorted(curves.items()):
+        bins = [b for b in reliability_bins(scores, labels) if b.count]
+        ece = expected_calibration_error(scores, labels)
+        ax.plot([b.mean_score for b in bins], [b.positive_rate for b in bins], marker="o", label=f"{label} (ECE {ece:.3f}, n={len(scores)})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean P(harmful) in bin")
+    ax.set_ylabel("observed harmful rate")
+    ax.set_title("Reliability diagram")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(path))
 
 
 def _save(fig, path: Path) -> Path:

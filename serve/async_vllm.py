@@ -14,8 +14,9 @@ import time
 import uuid
 from typing import Any, Sequence
 
+from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
-from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, cpu_engine_defaults
+from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, cpu_engine_defaults, with_verdict_processor
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,14 @@ class AsyncVLLMEngine:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from reasonguard.engines.vocab import load_vocabulary
+
         self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.vocab = load_vocabulary(model)
         args = AsyncEngineArgs(
             model=model, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
             enforce_eager=bool(enforce_eager), gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-            disable_log_stats=True, **engine_kwargs,
+            disable_log_stats=True, **with_verdict_processor(engine_kwargs),
         )
         log.info("starting vLLM AsyncLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
         self._llm = AsyncLLM.from_engine_args(args)
@@ -61,22 +65,23 @@ class AsyncVLLMEngine:
     def count_tokens(self, messages: Messages) -> int:
         return len(self.prompt_ids(messages))
 
-    async def generate_one(self, messages: Messages, sampling: SamplingConfig) -> RequestOutput:
-        """One conversation; cancelling the caller aborts it inside vLLM."""
+    async def generate_one(self, messages: Messages, sampling: SamplingConfig, verdict: VerdictSpec | None = None) -> RequestOutput:
+        """One conversation; cancelling the caller aborts it inside vLLM. `verdict` turns the
+        verdict constraint on (reasonguard.decoding)."""
         ids = self.prompt_ids(messages)
-        params = VLLMEngine.sampling_params(self, sampling)
+        params = VLLMEngine.sampling_params(self, sampling, verdict)
         start = time.perf_counter()
         final = None
         async for out in self._llm.generate({"prompt_token_ids": ids}, params, request_id=uuid.uuid4().hex):
             final = out
         if final is None:
             raise RuntimeError("vLLM returned no output")
-        gens = tuple(VLLMEngine._generation(c, sampling) for c in final.outputs)
+        gens = tuple(VLLMEngine._generation(c, sampling, self.vocab, verdict) for c in final.outputs)
         if len(gens) < sampling.n:  # greedy: one sample stands for all n (as VLLMEngine)
             gens = gens * sampling.n
         return RequestOutput(generations=gens, prompt_tokens=len(ids), latency_s=time.perf_counter() - start)
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig, verdicts=None) -> list[RequestOutput]:
         raise NotImplementedError("AsyncVLLMEngine is asynchronous: await generate_one() per conversation")
 
     @property

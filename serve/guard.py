@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 import uuid
@@ -18,9 +19,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from reasonguard.calibration import Calibration, find_calibration
 from reasonguard.config.serve import ServeConfig
+from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
-from reasonguard.policy import Policy, resolve_policy
+from reasonguard.policy import Policy, resolve_policy, text_policy
 from reasonguard.prompts import GuardInput, Mode, guard_messages, mode_of_prompt
 from reasonguard.verdict import parse_verdict
 from serve.errors import EngineUnavailable, GuardError, InvalidInput, ModelNotFound, PayloadTooLarge
@@ -49,10 +52,11 @@ MAX_ENGINE_FAILURES = 3
 
 @dataclass(frozen=True)
 class Job:
-    """One engine request: chat messages and how to sample them."""
+    """One engine request: chat messages, how to sample them, and the verdict constraint (if any)."""
 
     messages: list[dict]
     sampling: SamplingConfig
+    verdict: VerdictSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,44 @@ class GuardServer:
         self._lock = threading.Lock()  # engines are not thread-safe; one engine call at a time
         self._failures = 0
         self._last_failure: str | None = None
+        # Verdict-safe decoding where the engine can constrain (it carries the verdict vocabulary).
+        self.vocab = getattr(engine, "vocab", None)
+        self.constrained = config.guard.constrained and self.vocab is not None
+        self.calibration: Calibration | None = self._load_calibration(config)
+
+    @staticmethod
+    def _load_calibration(config: ServeConfig) -> Calibration | None:
+        setting = config.guard.calibration
+        if setting in (None, "none"):
+            return None
+        model_dir = None
+        if config.engine.kind != "openai":
+            from reasonguard.models import ModelUnavailableError, resolve_model
+
+            try:
+                model_dir = resolve_model(config.engine.model)
+            except ModelUnavailableError:
+                if setting == "auto":
+                    return None
+                raise
+        calibration = find_calibration(setting, model_dir)
+        if calibration is not None:
+            log.info("calibrated scores: temperatures %s", calibration.temperatures)
+        return calibration
+
+    def verdict_spec(self, mode: str, has_response: bool) -> VerdictSpec | None:
+        return VerdictSpec(mode, has_response) if self.constrained and mode in ("think", "no_think") else None  # type: ignore[arg-type]
+
+    def _sampling_for(self, sampling: SamplingConfig, spec: VerdictSpec | None) -> SamplingConfig:
+        """Room for the whole constrained verdict (a score-only or tight budget is raised to it)."""
+        if spec is None or self.vocab is None:
+            return sampling
+        need = self.vocab.min_max_tokens(spec)
+        if sampling.max_tokens >= need:
+            return sampling
+        import dataclasses
+
+        return dataclasses.replace(sampling, max_tokens=need)
 
     # ---------------------------------------------------------------- /v1/guard
 
@@ -112,13 +154,16 @@ class GuardServer:
             policy = resolve_policy(request.policy if request.policy is not None else defaults.policy)
         except ValueError as exc:
             raise InvalidInput(str(exc), "policy") from None
-        sampling = self._guard_sampling(request, mode)
+        base_sampling = self._guard_sampling(request, mode)
         jobs, has_response = [], []
         for i, conv in enumerate(conversations):
             inp = self._guard_input(conv, batch, i)
-            messages = guard_messages(inp, mode, policy)
+            conv_policy = self._system_policy(conv, request, batch, i) or policy
+            messages = guard_messages(inp, mode, conv_policy)
+            spec = self.verdict_spec(mode, inp.response is not None)
+            sampling = self._sampling_for(base_sampling, spec)
             self._check_prompt_tokens(messages, sampling.max_tokens, _loc(batch, i, "messages" if conv.messages else "prompt"))
-            jobs.append(Job(messages, sampling))
+            jobs.append(Job(messages, sampling, spec))
             has_response.append(inp.response is not None)
         return GuardPlan(
             jobs=jobs, ids=[c.id for c in conversations], has_response=has_response, policy=policy, mode=mode,
@@ -142,8 +187,28 @@ class GuardServer:
         temperature = options.temperature if options.temperature is not None else defaults.temperature
         return SamplingConfig(
             n=1, temperature=temperature, top_p=defaults.top_p if temperature > 0 else 1.0, max_tokens=max_tokens,
-            seed=options.seed if temperature > 0 else None, logprobs=defaults.top_logprobs,
+            seed=options.seed if temperature > 0 else None,
+            # The constrained engines read P(harmful) at the verdict decisions themselves; free
+            # output is scored from the top-k candidates along the text (serve.scoring).
+            logprobs=None if self.constrained else defaults.top_logprobs,
         )
+
+    @staticmethod
+    def _system_policy(conv: Conversation, request: GuardOptions, batch: bool, index: int) -> Policy | None:
+        """A `system` message in `messages` is the conversation's policy (free text): used as such, never
+        dropped. Together with an explicit `policy` it is ambiguous: 422."""
+        if conv.messages is None:
+            return None
+        systems = [m.content for m in conv.messages if m.role == "system" and m.content.strip()]
+        if not systems:
+            return None
+        if request.policy is not None:
+            raise InvalidInput("a system message is read as the policy; give the policy either as 'policy' or as a "
+                               "system message, not both", _loc(batch, index, "messages"))
+        try:
+            return text_policy("\n\n".join(systems))
+        except ValueError as exc:
+            raise InvalidInput(f"system message as policy: {exc}", _loc(batch, index, "messages")) from None
 
     def _guard_input(self, conv: Conversation, batch: bool, index: int) -> GuardInput:
         limit = self.config.limits.max_text_chars
@@ -180,27 +245,42 @@ class GuardServer:
         gen = output.generations[0]
         has_response = plan.has_response[index]
         verdict = parse_verdict(gen.text, expect_response=has_response)
-        scores = verdict_scores(gen.text, gen.logprobs)
+        if gen.verdict_scores is not None:  # constrained: read at the verdict decisions
+            scores = {"prompt": gen.verdict_scores.prompt, "response": gen.verdict_scores.response}
+        else:
+            scores = verdict_scores(gen.text, gen.logprobs)
         if not has_response:
             scores["response"] = None
+        if self.calibration is not None:
+            scores = {k: self.calibration.apply(k, v, plan.mode) for k, v in scores.items()}
         target = "response" if has_response else "prompt"
         score, label = scores[target], verdict.label(target)
+        flag_reason = None
         if score is not None and plan.threshold is not None:
             flagged: bool | None = score >= plan.threshold
+        elif label is not None:
+            flagged = label == "harmful"
         else:
-            flagged = None if label is None else label == "harmful"
+            flagged, flag_reason = self._missing_verdict(verdict.error)
         categories = [plan.policy.category_name(c) or c for c in verdict.categories]
         return GuardResult(
             id=plan.ids[index],
             prompt_harm=verdict.prompt_harm,
             response_harm=verdict.response_harm if has_response else None,
             score=score, prompt_score=scores["prompt"], response_score=scores["response"],
-            threshold=plan.threshold, flagged=flagged, categories=categories,
+            threshold=plan.threshold, flagged=flagged, flag_reason=flag_reason, categories=categories,
+            calibrated=self.calibration is not None and score is not None, constrained=plan.jobs[index].verdict is not None,
             reasoning=verdict.reasoning if plan.return_reasoning and plan.mode == "think" else None,
             parsed_ok=verdict.parsed_ok, parse_error=verdict.error, finish_reason=gen.finish_reason,
             usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=gen.output_tokens,
                         total_tokens=output.prompt_tokens + gen.output_tokens),
         )
+
+    def _missing_verdict(self, error: str | None) -> tuple[bool | None, str]:
+        """What `flagged` is when no verdict could be read: config `guard.on_missing_verdict`."""
+        policy = self.config.guard.on_missing_verdict
+        reason = f"no verdict could be read ({error or 'unparsed output'}); on_missing_verdict={policy}"
+        return {"flag": True, "allow": False, "null": None}[policy], reason
 
     def guard(self, request: GuardRequest | GuardBatchRequest) -> GuardResponse | GuardBatchResponse:
         """Synchronous end to end (tests, scripts): plan, generate, finish."""
@@ -239,8 +319,10 @@ class GuardServer:
             n=request.n, temperature=temperature, top_p=request.top_p or defaults.top_p, max_tokens=max_tokens,
             seed=request.seed,
         )
-        self._check_prompt_tokens(messages, max_tokens, "messages")
-        return ChatPlan(job=Job(messages, sampling), mode=mode, timeout_s=self.timeout_for(None))
+        spec = self.verdict_spec(mode, prompt_has_response(users[-1])) if users else None
+        sampling = self._sampling_for(sampling, spec)
+        self._check_prompt_tokens(messages, sampling.max_tokens, "messages")
+        return ChatPlan(job=Job(messages, sampling, spec), mode=mode, timeout_s=self.timeout_for(None))
 
     def finish_chat(self, output: RequestOutput) -> ChatCompletionResponse:
         completion = sum(g.output_tokens for g in output.generations)
@@ -274,8 +356,13 @@ class GuardServer:
         return results  # type: ignore[return-value]
 
     def _run_group(self, jobs, sampling, indices, results) -> None:
+        verdicts = [jobs[i].verdict for i in indices]
+        requests = [jobs[i].messages for i in indices]
         try:
-            outputs = self.engine.generate([jobs[i].messages for i in indices], sampling)
+            if any(v is not None for v in verdicts):
+                outputs = self.engine.generate(requests, sampling, verdicts)
+            else:
+                outputs = self.engine.generate(requests, sampling)
             if len(outputs) != len(indices):
                 raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(indices)} requests")
         except Exception as exc:  # noqa: BLE001 - classified below; never propagated to the client raw
@@ -292,7 +379,10 @@ class GuardServer:
     async def generate_async(self, job: Job) -> RequestOutput | GuardError:
         """One job on an asynchronous engine (`generate_one`: vLLM's AsyncLLM batches continuously)."""
         try:
-            output = await self.engine.generate_one(job.messages, job.sampling)  # type: ignore[attr-defined]
+            if job.verdict is not None:
+                output = await self.engine.generate_one(job.messages, job.sampling, job.verdict)  # type: ignore[attr-defined]
+            else:
+                output = await self.engine.generate_one(job.messages, job.sampling)  # type: ignore[attr-defined]
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified, never propagated raw
@@ -340,6 +430,18 @@ class GuardServer:
 
     def close(self) -> None:
         self.engine.close()
+
+
+_ASSISTANT_HEADER = re.compile(r"^AI assistant:[ \t]*$", re.M)
+_NO_RESPONSE = re.compile(r"^AI assistant:[ \t]*\n[ \t]*None[ \t]*\n\s*Use the (?:taxonomy|policy)", re.M)
+
+
+def prompt_has_response(prompt_text: str) -> bool:
+    """Whether a guard prompt rendered elsewhere (NeMo Guardrails, a client) carries a response to
+    judge. Only an unambiguous `AI assistant:` / `None` block reads as prompt-only: a response that
+    itself contains such a block cannot turn the response verdict off."""
+    headers = _ASSISTANT_HEADER.findall(prompt_text)
+    return not (len(headers) == 1 and _NO_RESPONSE.search(prompt_text) is not None)
 
 
 def raise_first_error(outputs: Sequence[RequestOutput | GuardError]) -> list[RequestOutput]:

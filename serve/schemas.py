@@ -123,7 +123,7 @@ class GuardResult(BaseModel):
     response_harm: HarmValue | None = Field(description="Verdict on the response; None without a response.")
     score: float | None = Field(
         description="P(harmful) of the judged turn (the response when there is one, else the prompt), from the verdict "
-        "token's log-probabilities; None when the verdict could not be located."
+        "token's log-probabilities (calibrated when the guard has a calibration); None when the verdict could not be located."
     )
     prompt_score: float | None = Field(description="P(prompt harmful).")
     response_score: float | None = Field(description="P(response harmful); None without a response.")
@@ -131,6 +131,11 @@ class GuardResult(BaseModel):
     flagged: bool | None = Field(
         description="score >= threshold when both exist; otherwise the judged verdict == 'harmful'; None if neither."
     )
+    flag_reason: str | None = Field(
+        None, description="Why `flagged` was decided without a verdict (guard.on_missing_verdict; fail closed by default).",
+    )
+    calibrated: bool = Field(False, description="Whether `score` is calibrated (calibration.json of the guard).")
+    constrained: bool = Field(False, description="Whether the verdict was decoded under the verdict constraint.")
     categories: list[str] = Field(default_factory=list, description="Violated categories, where the model names them.")
     reasoning: str | None = Field(None, description="The reasoning (think mode, when return_reasoning is true).")
     parsed_ok: bool = Field(description="Whether the model's output held a well-formed verdict.")

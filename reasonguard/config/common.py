@@ -99,6 +99,19 @@ class SamplingSettings(StrictModel):
         return SamplingConfig(**fields)
 
 
+class DecodingSettings(StrictModel):
+    """How the guard's answer is decoded and scored (reasonguard.decoding, reasonguard.calibration)."""
+
+    constrained: bool = Field(
+        True, description="Verdict-safe decoding: the verdict lines are decoded under a constraint, so every answer parses "
+        "(reasoning stays free text up to the budget). False = raw output, for studies of what the model writes.",
+    )
+    calibration: str | None = Field(
+        "auto", description="Calibration of P(harmful): 'auto' = calibration.json beside the checkpoint when there is one, "
+        "a path to a calibration file, or None for the model's raw probability.",
+    )
+
+
 class PipelineSettings(StrictModel):
     """How wide a Ray Data inference stage runs."""
 

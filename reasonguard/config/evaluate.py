@@ -17,6 +17,18 @@ class GuardSpec(StrictModel):
     budget: str | None = Field(None, description="Reasoning budget it was trained with (e.g. 'full', '3', '1'), for the budget plots.")
 
 
+class CalibrationFit(StrictModel):
+    """Temperature scaling of P(harmful), fitted by the evaluate job on a validation split of the items."""
+
+    fit: bool = Field(True, description="Fit a calibration per guard (temperature per verdict line and mode).")
+    validation_fraction: float = Field(0.3, gt=0, lt=1, description="Share of items (seeded hash of dataset and id) used to fit.")
+    seed: int = Field(0, description="Seed of the item split.")
+    min_samples: int = Field(10, ge=2, description="Fewer scored validation samples for a line and mode: left uncalibrated.")
+    save_beside_checkpoint: bool = Field(
+        False, description="Also write calibration.json next to a local checkpoint, where predict and serve pick it up ('auto').",
+    )
+
+
 class EvaluateConfig(StrictModel):
     """`guards` x (`predict` settings minus its engine): predictions, metrics.json, report.md and plots."""
 
@@ -24,6 +36,7 @@ class EvaluateConfig(StrictModel):
     predict: dict = Field(description="A PredictConfig without `engine` and `output_dir` (data/suite, modes, n_samples, ...).")
     output_dir: str = "outputs/evaluate"
     title: str = "Guard evaluation"
+    calibration: CalibrationFit = Field(default_factory=CalibrationFit)
 
     @model_validator(mode="after")
     def _check(self) -> "EvaluateConfig":

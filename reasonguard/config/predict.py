@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
-from reasonguard.config.common import DataSource, Mode, PipelineSettings, PolicySpec, RayConfig, SamplingSettings
+from reasonguard.config.common import DataSource, DecodingSettings, Mode, PipelineSettings, PolicySpec, RayConfig, SamplingSettings
 from reasonguard.engines.config import EngineConfig
 
 
@@ -32,6 +32,7 @@ class PredictConfig(StrictModel):
         default_factory=dict, description="Per-mode max_tokens overriding sampling.max_tokens (no_think needs few)."
     )
     policy: PolicySpec = Field(None, description="None = Aegis 2.0 taxonomy; a list of categories; or free text.")
+    decoding: DecodingSettings = Field(default_factory=DecodingSettings)
     output_dir: str = "outputs/predict"
     ray: RayConfig = Field(default_factory=RayConfig)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -50,6 +51,17 @@ class PredictConfig(StrictModel):
     def sampling_by_mode(self) -> dict:
         """SamplingConfig per mode (n=1: each sample is its own row with seed + k)."""
         return {m: self.sampling.to_sampling(max_tokens=self.max_tokens_by_mode.get(m, self.sampling.max_tokens)) for m in self.modes}
+
+    def calibration(self):
+        """The Calibration `decoding.calibration` names (None: raw probabilities)."""
+        from reasonguard.calibration import find_calibration
+
+        model_dir = None
+        if self.engine.kind != "openai":
+            from reasonguard.models import resolve_model
+
+            model_dir = resolve_model(self.engine.model)
+        return find_calibration(self.decoding.calibration, model_dir)
 
     def load_datasets(self) -> dict[str, list]:
         """{name: examples} of `data` and the suite entries (suite entries are named as in the suite)."""

@@ -124,9 +124,26 @@ class GuardSettings(StrictModel):
     no_think_max_tokens: int = Field(48, ge=8, description="max_tokens in no_think mode (two verdict lines + categories).")
     think_max_tokens: int = Field(400, ge=16, description="max_tokens in think mode (paper: 400), unless a budget is asked.")
     verdict_tokens: int = Field(32, ge=8, description="Tokens added to a request's reasoning budget for the verdict lines.")
-    score_only_max_tokens: int = Field(16, ge=4, description="max_tokens of score-only requests (no_think, verdict only).")
-    top_logprobs: int = Field(10, ge=1, le=20, description="Candidates per position kept for the verdict-token score.")
-    threshold: float | None = Field(None, ge=0, le=1, description="Default decision threshold on `score` (None = the verdict).")
+    score_only_max_tokens: int = Field(
+        24, ge=4, description="max_tokens of score-only requests (no_think, verdict only; raised to what the verdict needs).",
+    )
+    top_logprobs: int = Field(10, ge=1, le=20, description="Candidates per position kept for the verdict-token score (unconstrained).")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Default decision threshold on `score` (calibrated where a calibration is loaded); "
+        "None = the verdict.",
+    )
+    constrained: bool = Field(
+        True, description="Verdict-safe decoding (vLLM and transformers engines): every answer parses; reasoning stays free "
+        "up to the budget, then the think block is closed and the verdict follows. False = raw output.",
+    )
+    calibration: str | None = Field(
+        "auto", description="Calibration of `score`: 'auto' = calibration.json beside the checkpoint when present, a path, "
+        "or None for the model's raw probability.",
+    )
+    on_missing_verdict: Literal["flag", "allow", "null"] = Field(
+        "flag", description="When no verdict could be read (an unconstrained engine, a broken output): 'flag' = flagged "
+        "true with a reason (fail closed, as NeMo Guardrails does), 'allow' = flagged false (fail open), 'null' = flagged null.",
+    )
 
 
 class HttpSettings(StrictModel):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
+from reasonguard.decoding import VerdictScores, VerdictSpec
+
 Messages = list[dict]  # OpenAI-style [{"role": ..., "content": ...}]
 
 
@@ -44,6 +46,10 @@ class Generation:
     finish_reason: str | None = None  # "stop", "length", ...
     # Per generated token: {token_text: logprob} for the top-k candidates (when requested).
     logprobs: tuple[dict[str, float], ...] | None = None
+    # Set when the request was decoded under the verdict constraint (reasonguard.decoding):
+    # P(harmful) read at the verdict decisions, and whether the budget closed the reasoning.
+    verdict_scores: VerdictScores | None = None
+    closed_by_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,14 @@ class RequestOutput:
 class Engine(Protocol):
     model_id: str
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
-        """One `RequestOutput` per request, in order, each with `sampling.n` generations."""
+    def generate(
+        self, requests: Sequence[Messages], sampling: SamplingConfig, verdicts: Sequence[VerdictSpec | None] | None = None
+    ) -> list[RequestOutput]:
+        """One `RequestOutput` per request, in order, each with `sampling.n` generations.
+
+        `verdicts` (one per request, or None) asks for verdict-safe decoding of those requests
+        (reasonguard.decoding); engines that cannot constrain decoding (a remote HTTP server)
+        generate freely and the parser counts what fails."""
         ...
 
     def close(self) -> None: ...
@@ -74,7 +86,7 @@ class FakeEngine:
     model_id: str = "fake"
     calls: list[int] = field(default_factory=list)
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig, verdicts=None) -> list[RequestOutput]:
         self.calls.append(len(requests))
         outputs = []
         for messages in requests:

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Sequence
 
+from reasonguard.decoding import VerdictDecoder, VerdictSpec, VerdictVocabulary, replay, scores_from_logits
 from reasonguard.engines.base import Generation, Messages, RequestOutput, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class TransformersEngine:
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
         self.eos_ids = self._eos_ids()
         self._torch = torch
+        self.vocab = VerdictVocabulary.from_tokenizer(self.tokenizer, extra_stop_ids=self.eos_ids)
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -74,9 +76,15 @@ class TransformersEngine:
             ids.add(self.tokenizer.eos_token_id)
         return ids
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig, verdicts: Sequence[VerdictSpec | None] | None = None) -> list[RequestOutput]:
         if not requests:
             return []
+        specs = list(verdicts) if verdicts is not None else [None] * len(requests)
+        if len(specs) != len(requests):
+            raise ValueError(f"{len(specs)} verdict specs for {len(requests)} requests")
+        for spec in specs:
+            if spec is not None and sampling.max_tokens < self.vocab.min_max_tokens(spec):
+                raise ValueError(f"max_tokens {sampling.max_tokens} cannot hold a {spec.mode} verdict (needs {self.vocab.min_max_tokens(spec)})")
         prompts = [self.tokenizer.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False) for m in requests]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
@@ -84,7 +92,8 @@ class TransformersEngine:
         with self._seeded(sampling.seed):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                for i, out in zip(idx, self._generate_batch([prompts[i] for i in idx], sampling), strict=True):
+                outs = self._generate_batch([prompts[i] for i in idx], sampling, [specs[i] for i in idx])
+                for i, out in zip(idx, outs, strict=True):
                     results[i] = out
         return results  # type: ignore[return-value]
 
@@ -98,12 +107,14 @@ class TransformersEngine:
             self._torch.manual_seed(seed)
             yield
 
-    def _generation_config(self, sampling: SamplingConfig, greedy: bool):
+    def _generation_config(self, sampling: SamplingConfig, greedy: bool, own_warpers: bool = False):
         from transformers import GenerationConfig
 
         # Explicit neutral values for greedy: unset (None) fields are filled from the checkpoint's
         # generation_config.json (ours says temperature 0.6), which transformers then warns about.
-        temp, top_p = (1.0, 1.0) if greedy else (sampling.temperature, sampling.top_p)
+        # `own_warpers`: temperature and top-p run in our processor list, after the verdict
+        # constraint, so that the constraint sees (and records) the raw logits.
+        temp, top_p = (1.0, 1.0) if greedy or own_warpers else (sampling.temperature, sampling.top_p)
         return GenerationConfig(
             do_sample=not greedy,
             num_return_sequences=1 if greedy else sampling.n,
@@ -117,15 +128,31 @@ class TransformersEngine:
             top_k=None if greedy else 0,  # sampling: no top-k cut (transformers' default is 50; vLLM/OpenAI have none)
         )
 
-    def _generate_batch(self, prompts: list[str], sampling: SamplingConfig) -> list[RequestOutput]:
+    def _generate_batch(self, prompts: list[str], sampling: SamplingConfig, specs: list[VerdictSpec | None]) -> list[RequestOutput]:
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
         torch = self._torch
         greedy = sampling.temperature == 0
+        per_prompt = 1 if greedy else sampling.n  # generate returns rows prompt-major: [p0s0, p0s1, ..., p1s0, ...]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        constrained = any(s is not None for s in specs)
+        processors = LogitsProcessorList()
+        verdict_proc = None
+        if constrained:
+            row_specs = [specs[r // per_prompt] for r in range(len(prompts) * per_prompt)]
+            verdict_proc = VerdictLogitsProcessor(self.vocab, row_specs, sampling.max_tokens, enc.input_ids.shape[1])
+            processors.append(verdict_proc)
+            if not greedy:
+                processors.append(TemperatureLogitsWarper(sampling.temperature))
+                if sampling.top_p < 1:
+                    processors.append(TopPLogitsWarper(sampling.top_p))
         start = time.perf_counter()
         with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=self._generation_config(sampling, greedy))
+            out = self.model.generate(
+                **enc, generation_config=self._generation_config(sampling, greedy, own_warpers=constrained),
+                logits_processor=processors,
+            )
         latency = time.perf_counter() - start
-        per_prompt = 1 if greedy else sampling.n  # generate returns rows prompt-major: [p0s0, p0s1, ..., p1s0, ...]
         new_tokens = out.sequences[:, enc.input_ids.shape[1] :].tolist()
         logprobs = None
         if sampling.logprobs is not None:
@@ -134,20 +161,29 @@ class TransformersEngine:
         results = []
         for p in range(len(prompts)):
             gens = tuple(
-                self._generation(new_tokens[row], logprobs[row] if logprobs else None)
+                self._generation(new_tokens[row], logprobs[row] if logprobs else None,
+                                 specs[p], sampling.max_tokens, verdict_proc.recorded[row] if verdict_proc else None)
                 for row in range(p * per_prompt, (p + 1) * per_prompt)
             )
             gens = gens * (sampling.n // per_prompt)  # greedy: the one sample stands for all n
             results.append(RequestOutput(generations=gens, prompt_tokens=int(prompt_tokens[p]), latency_s=latency))
         return results
 
-    def _generation(self, tokens: list[int], logprobs: list[dict[str, float]] | None) -> Generation:
+    def _generation(self, tokens: list[int], logprobs: list[dict[str, float]] | None, spec: VerdictSpec | None = None,
+                    max_tokens: int = 0, recorded: dict[int, dict[int, float]] | None = None) -> Generation:
         """Cut at the first eos (kept in the count, as vLLM counts it); what follows is padding."""
         stop = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
         count = len(tokens) if stop is None else stop + 1
         finish = "stop" if stop is not None else "length"  # no eos: max_tokens (or the model's max length) reached
         text = self.tokenizer.decode(tokens[:count], skip_special_tokens=True)
-        return Generation(text=text, output_tokens=count, finish_reason=finish, logprobs=tuple(logprobs[:count]) if logprobs else None)
+        scores, by_budget = None, False
+        if spec is not None:
+            decoder = replay(self.vocab, spec, max_tokens, tokens[:count])
+            steps = recorded or {}
+            scores = scores_from_logits(decoder.branches, lambda step, token: steps.get(step, {}).get(token))
+            by_budget = decoder.closed_by == "budget"
+        return Generation(text=text, output_tokens=count, finish_reason=finish, logprobs=tuple(logprobs[:count]) if logprobs else None,
+                          verdict_scores=scores, closed_by_budget=by_budget)
 
     def _logprobs(self, logits: tuple, new_tokens, k: int) -> list[list[dict[str, float]]]:
         """Per row, per step: {decoded token: logprob} for the top-k plus the chosen token.
@@ -187,3 +223,36 @@ class TransformersEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class VerdictLogitsProcessor:
+    """The verdict constraint for `model.generate`: one `VerdictDecoder` per output row. Runs first
+    in the processor list, so at each decision it records the raw log-probabilities of the two
+    verdict tokens (`recorded[row][step]`) before masking everything else."""
+
+    def __init__(self, vocab: VerdictVocabulary, row_specs: list[VerdictSpec | None], max_tokens: int, prompt_len: int):
+        self.vocab = vocab
+        self.decoders = [VerdictDecoder(vocab, s, max_tokens) if s is not None else None for s in row_specs]
+        self.prompt_len = prompt_len
+        self.recorded: list[dict[int, dict[int, float]]] = [{} for _ in row_specs]
+        self._stop = sorted(vocab.stop_ids)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for row, decoder in enumerate(self.decoders):
+            if decoder is None:
+                continue
+            for token in input_ids[row, self.prompt_len + decoder.n :].tolist():
+                decoder.advance(token)
+            allowed = decoder.allowed()
+            if allowed is not None:
+                if len(allowed) > 1:
+                    logp = torch.log_softmax(scores[row].float(), dim=-1)
+                    self.recorded[row][decoder.n] = {t: float(logp[t]) for t in allowed}
+                keep = scores[row, allowed].clone()
+                scores[row] = float("-inf")
+                scores[row, allowed] = keep
+            elif decoder.bans_stop:
+                scores[row, self._stop] = float("-inf")
+        return scores

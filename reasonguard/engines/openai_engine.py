@@ -157,7 +157,9 @@ class OpenAIChatEngine:
     def __repr__(self) -> str:  # no key in reprs or logs
         return f"OpenAIChatEngine(url={self.url!r}, model={self.model!r})"
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig, verdicts=None) -> list[RequestOutput]:
+        """`verdicts` is accepted and not applied: a remote server decodes freely (the parser
+        counts what fails)."""
         return run_sync(self.agenerate(requests, sampling))
 
     async def agenerate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:

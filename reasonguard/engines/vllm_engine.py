@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from reasonguard.decoding import VERDICT_PROCESSOR, VERDICT_TOP_LOGPROBS, VerdictSpec, replay, scores_from_logprobs
 from reasonguard.engines.base import Generation, Messages, RequestOutput, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,30 @@ def _head_dim(model: str) -> int | None:
     return None
 
 
+def with_verdict_processor(engine_kwargs: dict) -> dict:
+    """Engine kwargs with the verdict logits processor registered (kept alongside the user's own)."""
+    processors = list(engine_kwargs.get("logits_processors") or [])
+    if VERDICT_PROCESSOR not in processors:
+        processors.append(VERDICT_PROCESSOR)
+    return {**engine_kwargs, "logits_processors": processors}
+
+
+def verdict_sampling_fields(sampling: SamplingConfig, spec: VerdictSpec | None) -> dict[str, Any]:
+    """The SamplingParams fields that switch the constraint on for one request (none without a spec)."""
+    if spec is None:
+        return {}
+    return {"extra_args": spec.to_extra_args(), "logprobs": max(sampling.logprobs or 0, VERDICT_TOP_LOGPROBS)}
+
+
+def verdict_outcome(vocab, spec: VerdictSpec | None, max_tokens: int, token_ids, step_logprobs) -> dict[str, Any]:
+    """Generation fields of a constrained request: P(harmful) from the raw top-k log-probabilities
+    ({token id: logprob} per step) and whether the budget closed the reasoning."""
+    if spec is None:
+        return {}
+    decoder = replay(vocab, spec, max_tokens, list(token_ids))
+    return {"verdict_scores": scores_from_logprobs(decoder.branches, step_logprobs), "closed_by_budget": decoder.closed_by == "budget"}
+
+
 def top_logprobs(entries: dict | None) -> dict[str, float]:
     """vLLM's {token_id: Logprob} for one position -> {decoded text: logprob}, best first.
 
@@ -112,6 +137,10 @@ class VLLMEngine:
             dtype, enforce_eager = cpu_engine_defaults(model, dtype, enforce_eager)
         from vllm import LLM
 
+        from reasonguard.engines.vocab import load_vocabulary
+
+        self.vocab = load_vocabulary(model)
+        engine_kwargs = with_verdict_processor(engine_kwargs)
         self.engine_kwargs = dict(
             model=model,
             max_model_len=max_model_len,
@@ -125,13 +154,17 @@ class VLLMEngine:
         log.info("starting vLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
         self._llm = LLM(**self.engine_kwargs)
 
-    def sampling_params(self, sampling: SamplingConfig):
+    def sampling_params(self, sampling: SamplingConfig, verdict: VerdictSpec | None = None):
         """SamplingConfig -> vllm.SamplingParams. Greedy (temperature 0) asks for one sample (vLLM
-        rejects n > 1 with greedy decoding); `generate` repeats it n times."""
+        rejects n > 1 with greedy decoding); `generate` repeats it n times. A `verdict` spec turns
+        the verdict constraint on (and asks for the top-k log-probabilities it reads P(harmful) from)."""
         from vllm import SamplingParams
 
+        if verdict is not None and sampling.max_tokens < self.vocab.min_max_tokens(verdict):
+            raise ValueError(f"max_tokens {sampling.max_tokens} cannot hold a {verdict.mode} verdict "
+                             f"(needs {self.vocab.min_max_tokens(verdict)})")
         greedy = sampling.temperature == 0
-        return SamplingParams(
+        fields: dict[str, Any] = dict(
             n=1 if greedy else sampling.n,
             temperature=sampling.temperature,
             top_p=1.0 if greedy else sampling.top_p,
@@ -141,34 +174,42 @@ class VLLMEngine:
             seed=None if self.on_cpu else sampling.seed,
             logprobs=sampling.logprobs,
         )
+        fields.update(verdict_sampling_fields(sampling, verdict))
+        return SamplingParams(**fields)
 
-    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig) -> list[RequestOutput]:
+    def generate(self, requests: Sequence[Messages], sampling: SamplingConfig,
+                 verdicts: Sequence[VerdictSpec | None] | None = None) -> list[RequestOutput]:
         """One RequestOutput per request. `latency_s` is the wall time of the whole batch (vLLM
         schedules the batch together, so per-request time is not separable without its stats)."""
         if not requests:
             return []
-        params = self.sampling_params(sampling)
+        specs = list(verdicts) if verdicts is not None else [None] * len(requests)
+        if len(specs) != len(requests):
+            raise ValueError(f"{len(specs)} verdict specs for {len(requests)} requests")
+        params = [self.sampling_params(sampling, spec) for spec in specs]
         start = time.perf_counter()
         outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=False)
         latency = time.perf_counter() - start
         results = []
-        for out in outs:
-            gens = tuple(self._generation(c, sampling) for c in out.outputs)
+        for out, spec in zip(outs, specs, strict=True):
+            gens = tuple(self._generation(c, sampling, self.vocab, spec) for c in out.outputs)
             if len(gens) < sampling.n:  # greedy: the one sample stands for all n
                 gens = gens * sampling.n
             results.append(RequestOutput(generations=gens, prompt_tokens=len(out.prompt_token_ids or ()), latency_s=latency))
         return results
 
     @staticmethod
-    def _generation(completion, sampling: SamplingConfig) -> Generation:
+    def _generation(completion, sampling: SamplingConfig, vocab=None, spec: VerdictSpec | None = None) -> Generation:
         logprobs = None
         if sampling.logprobs is not None and completion.logprobs is not None:
             logprobs = tuple(top_logprobs(pos) for pos in completion.logprobs)
+        by_id = [{tid: lp.logprob for tid, lp in pos.items()} for pos in completion.logprobs] if completion.logprobs else None
         return Generation(
             text=completion.text,
             output_tokens=len(completion.token_ids),
             finish_reason=completion.finish_reason,
             logprobs=logprobs,
+            **verdict_outcome(vocab, spec, sampling.max_tokens, completion.token_ids, by_id),
         )
 
     def close(self) -> None:
