@@ -45,15 +45,22 @@ def run(config: PredictConfig) -> Path:
 
 
 def format_table(reports: list[dict]) -> str:
-    """A small fixed-width table: dataset, task, mode, F1 (mean over samples, majority vote), parse failures, tokens."""
-    head = f"{'dataset':28s} {'task':8s} {'mode':8s} {'n':>4s} {'F1':>6s} {'F1 vote':>7s} {'P':>6s} {'R':>6s} {'fail%':>6s} {'out tok':>7s}"
+    """A small fixed-width table: dataset, task, mode, F1 (mean over samples, majority vote), parse failures,
+    the P(harmful) metrics (AUROC, Brier, ECE; '-' where undefined), tokens."""
+    head = (f"{'dataset':24s} {'task':8s} {'mode':8s} {'n':>4s} {'F1':>6s} {'F1 vote':>7s} {'P':>6s} {'R':>6s} {'fail%':>6s} "
+            f"{'AUROC':>6s} {'Brier':>6s} {'ECE':>6s} {'out tok':>7s}")
     lines = [head, "-" * len(head)]
     for r in reports:
         lines.append(
-            f"{r['dataset'][:28]:28s} {r['task']:8s} {r['mode']:8s} {r['n_items']:4d} {r['f1_mean']:6.3f} {r['majority_f1']:7.3f} "
-            f"{r['precision_mean']:6.3f} {r['recall_mean']:6.3f} {100 * r['parse_failure_rate']:6.1f} {r['mean_output_tokens']:7.1f}"
+            f"{r['dataset'][:24]:24s} {r['task']:8s} {r['mode']:8s} {r['n_items']:4d} {r['f1_mean']:6.3f} {r['majority_f1']:7.3f} "
+            f"{r['precision_mean']:6.3f} {r['recall_mean']:6.3f} {100 * r['parse_failure_rate']:6.1f} "
+            f"{_num(r.get('auroc'))} {_num(r.get('brier'))} {_num(r.get('ece'))} {r['mean_output_tokens']:7.1f}"
         )
     return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return f"{'-':>6s}" if value is None or value != value else f"{value:6.3f}"
 
 
 def _dump(config) -> str:

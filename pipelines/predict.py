@@ -23,6 +23,22 @@ KEY = ["dataset", "item_id", "mode", "sample_idx"]
 PREDICTION_COLUMNS = [f.name for f in dataclasses.fields(PredictionRow)]
 
 
+def room_for_verdicts(sampling_by_mode: dict[str, SamplingConfig], vocab_source: str) -> dict[str, SamplingConfig]:
+    """Raise a mode's max_tokens to what its constrained verdict needs (with the response line), with a warning."""
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.engines.vocab import cached_vocabulary
+
+    vocab = cached_vocabulary(vocab_source)
+    out = {}
+    for mode, sampling in sampling_by_mode.items():
+        need = vocab.min_max_tokens(VerdictSpec(mode, has_response=True))
+        if sampling.max_tokens < need:
+            log.warning("mode %s: max_tokens %d cannot hold the constrained verdict; raised to %d", mode, sampling.max_tokens, need)
+            sampling = dataclasses.replace(sampling, max_tokens=need)
+        out[mode] = sampling
+    return out
+
+
 def run_predictions(
     datasets: dict[str, Sequence[GuardExample]],
     modes: Sequence[str],
@@ -55,7 +71,9 @@ def run_predictions(
     model_id = engine_config.model
     constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
     vocab_source = resolve_model(engine_config.model) if constrained else None
-    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained)
+    if constrained:
+        sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source)
+    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained, vocab_source=vocab_source)
     post = partial(result_row, model_id=model_id, policy=policy, constrained=constrained, vocab_source=vocab_source,
                    sampling_by_mode=sampling_by_mode, calibration=calibration)
     ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // batch_size, 200)))

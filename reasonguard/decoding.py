@@ -15,9 +15,10 @@ logits processor) and replayed afterwards over the generated ids to read P(harmf
 
 P(harmful) at a decision is the model's own probability of the harmful token renormalised over
 the two allowed tokens: exp(lp_h) / (exp(lp_h) + exp(lp_u)) from the raw (unconstrained)
-log-probabilities. Engines that report only the top-k log-probabilities (vLLM) may miss the
-token that was not chosen; its log-probability is then bounded by the k-th one and the score is
-marked inexact.
+log-probabilities. vLLM is asked for the log-probabilities of exactly the decision tokens
+(`logprob_token_ids`), transformers records them from the logits; where an engine reports only
+top-k candidates that miss the token not chosen, its log-probability is bounded by the lowest
+one reported and the score is marked inexact.
 
 Pure Python: the tokenizer comes in as two callables, so this module is tested without a model.
 """
@@ -34,8 +35,7 @@ from reasonguard.verdict import format_verdict_lines
 EXTRA_ARGS_KEY = "reasonguard_verdict"
 # The vLLM logits processor that applies the constraint (registered on every vLLM engine of ours).
 VERDICT_PROCESSOR = "reasonguard.engines.vllm_verdict:VerdictLogitsProcessor"
-# Top-k log-probabilities asked of engines that report only those (vLLM's default max_logprobs).
-VERDICT_TOP_LOGPROBS = 20
+
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "</think>"
 AFTER_CLOSE = "\n\n"
@@ -161,6 +161,20 @@ class VerdictVocabulary:
         needed = {"prompt", "response"} if has_response else {"prompt"}
         if not needed <= found:
             raise ValueError(f"this tokenizer's verdict sequences have no clean harmful/unharmful decision for {needed - found}")
+
+    def decision_token_ids(self) -> list[int]:
+        """Every token id a verdict decision chooses between: engines that report log-probabilities
+        of named tokens (vLLM's `logprob_token_ids`) ask for exactly these, so scores are exact."""
+        ids: set[int] = set()
+        for opening in ("", AFTER_CLOSE, FORCED_CLOSE):
+            for has_response in (True, False):
+                stack = [self.trie(opening, has_response)]
+                while stack:
+                    node = stack.pop()
+                    if node.decision:
+                        ids.update(node.decision[1:])
+                    stack.extend(node.children.values())
+        return sorted(ids)
 
     def reserve(self, has_response: bool) -> int:
         """Tokens the verdict needs after the reasoning when the budget closes the block."""

@@ -247,10 +247,11 @@ def _example_of(row: dict) -> GuardExample:
     return GuardExample.from_row(json.loads(row["item_json"]))
 
 
-def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None, constrained: bool = False) -> dict:
+def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None, constrained: bool = False,
+                vocab_source: str | None = None) -> dict:
     """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k).
-    `constrained` adds the verdict spec (vLLM `extra_args`) and the top-k log-probabilities
-    P(harmful) is read from."""
+    `constrained` adds the verdict spec (vLLM `extra_args`) and asks for the log-probabilities of
+    the decision tokens P(harmful) is read from (`vocab_source`: the checkpoint's tokenizer)."""
     from reasonguard.engines.vllm_engine import verdict_sampling_fields
 
     sampling = sampling_by_mode[row["mode"]]
@@ -259,7 +260,7 @@ def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=N
         params["seed"] = int(sampling.seed) + int(row["sample_idx"])
     example = _example_of(row)
     if constrained:
-        params.update(verdict_sampling_fields(sampling, verdict_spec(example, row["mode"])))
+        params.update(verdict_sampling_fields(_vocabulary(vocab_source), verdict_spec(example, row["mode"])))
     return {**row, "messages": to_request(example, row["mode"], policy), "sampling_params": params}
 
 

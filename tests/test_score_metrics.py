@@ -96,3 +96,58 @@ def test_calibration_file_round_trip_and_lookup(tmp_path):
     (tmp_path / "bad.json").write_text('{"temperatures": {"prompt": -1}}')
     with pytest.raises(ValueError, match="bad.json"):
         load_calibration(tmp_path / "bad.json")
+
+
+def _rows(n_items: int, true_t: float, seed: int = 0):
+    """Prediction rows whose raw P(harmful) is over-confident by a factor true_t in logit space."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_items):
+        z = rng.gauss(0, 2)
+        gold = "harmful" if rng.random() < sigmoid(z) else "unharmful"
+        p = sigmoid(z * true_t)
+        rows.append({"dataset": "d", "item_id": str(i), "mode": "no_think", "task": "prompt", "sample_idx": 0,
+                     "prompt_harm_gold": gold, "pred_prompt_harm": "harmful" if p >= 0.5 else "unharmful",
+                     "p_prompt_harm_raw": p, "p_prompt_harm": p})
+    return rows
+
+
+def test_fit_calibration_on_a_validation_split_and_report_the_rest(tmp_path):
+    from reasonguard.calibration import calibration_records, fit_calibration, is_validation_item
+    from reasonguard.report import render_report, write_reliability_diagram
+
+    rows = _rows(4000, 3.0)
+    val = [r for r in rows if is_validation_item(r["dataset"], r["item_id"], 0.3)]
+    held = [r for r in rows if not is_validation_item(r["dataset"], r["item_id"], 0.3)]
+    assert 0.25 < len(val) / len(rows) < 0.35 and len(val) + len(held) == len(rows)
+    cal = fit_calibration(val)
+    assert cal.temperature("prompt", "no_think") == pytest.approx(3.0, rel=0.15)
+    assert "response/no_think" not in cal.temperatures  # no response rows: left uncalibrated
+    (rec,) = calibration_records(held, cal)
+    assert rec["ece_after"] < rec["ece_before"] and rec["n_scored"] == len(held)
+    assert 0 <= rec["f1_at_threshold"] <= 1 and rec["threshold"] is not None
+    report = render_report("t", [], calibration=[{"guard": "g", **rec}])
+    assert "ECE before" in report and "| g | no_think | prompt | d |" in report
+    path = write_reliability_diagram({"raw": ([r["p_prompt_harm_raw"] for r in held], [int(r["prompt_harm_gold"] == "harmful") for r in held])},
+                                     tmp_path / "reliability.png")
+    assert path.exists() and path.stat().st_size > 1000
+    assert write_reliability_diagram({"empty": ([], [])}, tmp_path / "none.png") is None
+
+
+def test_too_few_validation_samples_leave_the_guard_uncalibrated():
+    from reasonguard.calibration import fit_calibration
+
+    assert fit_calibration(_rows(5, 2.0)).temperatures == {}
+
+
+def test_metrics_records_carry_the_probability_metrics():
+    from reasonguard.metrics import evaluate_by
+
+    rows = _rows(200, 1.0, seed=3)
+    for r in rows:
+        r["parsed_ok"] = True
+    (rec,) = evaluate_by(rows, ("mode",))
+    s = [r["p_prompt_harm"] for r in rows]
+    y = [int(r["prompt_harm_gold"] == "harmful") for r in rows]
+    assert rec["auroc"] == pytest.approx(roc_auc_score(y, s)) and rec["n_scored"] == 200
+    assert rec["brier"] == pytest.approx(brier_score_loss(y, s)) and rec["ece"] == pytest.approx(rec["ece_raw"])

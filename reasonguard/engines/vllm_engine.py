@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from reasonguard.decoding import VERDICT_PROCESSOR, VERDICT_TOP_LOGPROBS, VerdictSpec, replay, scores_from_logprobs
+from reasonguard.decoding import VERDICT_PROCESSOR, VerdictSpec, VerdictVocabulary, replay, scores_from_logprobs
 from reasonguard.engines.base import Generation, Messages, RequestOutput, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,13 @@ def with_verdict_processor(engine_kwargs: dict) -> dict:
     return {**engine_kwargs, "logits_processors": processors}
 
 
-def verdict_sampling_fields(sampling: SamplingConfig, spec: VerdictSpec | None) -> dict[str, Any]:
-    """The SamplingParams fields that switch the constraint on for one request (none without a spec)."""
+def verdict_sampling_fields(vocab: VerdictVocabulary, spec: VerdictSpec | None) -> dict[str, Any]:
+    """The SamplingParams fields that switch the constraint on for one request (none without a spec):
+    the spec for the logits processor, and the raw log-probabilities of the decision tokens at every
+    step (`logprob_token_ids`: exact P(harmful), whatever else the model would have written)."""
     if spec is None:
         return {}
-    return {"extra_args": spec.to_extra_args(), "logprobs": max(sampling.logprobs or 0, VERDICT_TOP_LOGPROBS)}
+    return {"extra_args": spec.to_extra_args(), "logprob_token_ids": vocab.decision_token_ids()}
 
 
 def verdict_outcome(vocab, spec: VerdictSpec | None, max_tokens: int, token_ids, step_logprobs) -> dict[str, Any]:
@@ -174,7 +176,9 @@ class VLLMEngine:
             seed=None if self.on_cpu else sampling.seed,
             logprobs=sampling.logprobs,
         )
-        fields.update(verdict_sampling_fields(sampling, verdict))
+        fields.update(verdict_sampling_fields(self.vocab, verdict))
+        if verdict is not None:
+            fields["logprobs"] = None  # vLLM returns the decision tokens' instead of top-k ones
         return SamplingParams(**fields)
 
     def generate(self, requests: Sequence[Messages], sampling: SamplingConfig,

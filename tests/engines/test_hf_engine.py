@@ -107,3 +107,23 @@ def test_real_smollm2_stops_at_eos(smollm2_dir):
     gen = out[0].generations[0]
     assert gen.finish_reason == "stop" and gen.output_tokens < 24
     assert "Paris" in gen.text and "<|im_end|>" not in gen.text
+
+
+def test_constrained_verdict_parses_and_reads_exact_scores(engine):
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.prompts import GuardInput, guard_messages
+    from reasonguard.verdict import parse_verdict
+
+    cases = [(GuardInput("How do I hotwire a car?"), "think"), (GuardInput("Hi", "Hello!"), "no_think"), (GuardInput("Hi", "Hello!"), "think")]
+    requests = [guard_messages(inp, mode) for inp, mode in cases]
+    specs = [VerdictSpec(mode, inp.response is not None) for inp, mode in cases]
+    for sampling in (SamplingConfig(n=2, temperature=0.7, max_tokens=36, seed=3), SamplingConfig(temperature=0, max_tokens=30)):
+        outs = engine.generate(requests, sampling, specs)
+        for spec, out in zip(specs, outs):
+            for gen in out.generations:
+                assert parse_verdict(gen.text, expect_response=spec.has_response).parsed_ok, gen.text
+                assert gen.output_tokens <= sampling.max_tokens
+                scores = gen.verdict_scores
+                assert scores.exact and 0 < scores.prompt < 1 and (scores.response is not None) == spec.has_response
+                assert gen.closed_by_budget == (spec.mode == "think")
+    assert not any(parse_verdict(o.generations[0].text).parsed_ok for o in engine.generate(requests, SamplingConfig(max_tokens=30)))

@@ -91,16 +91,52 @@ class TestTinyModel:
         assert "".join(max(s, key=s.get) for s in greedy.logprobs) == greedy.text
 
 
+    def test_constrained_verdict_parses_where_free_output_does_not(self, engine):
+        """The tiny random model writes garbage; under the verdict constraint every answer parses, the
+        think block is closed when the budget runs out, and P(harmful) is read at the decisions."""
+        from reasonguard.decoding import VerdictSpec
+        from reasonguard.prompts import GuardInput, guard_messages
+        from reasonguard.verdict import parse_verdict
+
+        cases = [(GuardInput("How do I hotwire a car?"), "think"), (GuardInput("Hi", "Hello!"), "think"),
+                 (GuardInput("Hi", "Hello!"), "no_think"), (GuardInput("What is 2+2?"), "no_think")]
+        requests = [guard_messages(inp, mode) for inp, mode in cases]
+        specs = [VerdictSpec(mode, inp.response is not None) for inp, mode in cases]
+        sampling = SamplingConfig(n=2, temperature=0.8, max_tokens=40)
+        free = engine.generate(requests, sampling)
+        assert not any(parse_verdict(g.text).parsed_ok for o in free for g in o.generations)
+        outs = engine.generate(requests, sampling, specs)
+        for (inp, mode), spec, out in zip(cases, specs, outs):
+            for gen in out.generations:
+                verdict = parse_verdict(gen.text, expect_response=spec.has_response)
+                assert verdict.parsed_ok, gen.text
+                assert gen.output_tokens <= 40 and gen.finish_reason == "stop"
+                assert (verdict.response_harm is not None) == spec.has_response
+                assert gen.verdict_scores is not None and 0 <= gen.verdict_scores.prompt <= 1
+                assert (gen.verdict_scores.response is not None) == spec.has_response
+                if mode == "think":  # 40 tokens of garbage never close the block: the budget does
+                    assert gen.closed_by_budget and gen.text.startswith("<think>\n") and "\n</think>\n\nPrompt harm: " in gen.text
+        with pytest.raises(ValueError, match="cannot hold"):
+            engine.generate(requests[:1], SamplingConfig(max_tokens=5), specs[:1])
+
+
 def test_real_smollm2_answers_a_guard_prompt(smollm2_dir):
+    from reasonguard.decoding import VerdictSpec
     from reasonguard.engines.vllm_engine import VLLMEngine
     from reasonguard.prompts import GuardInput, guard_messages
+    from reasonguard.verdict import parse_verdict
 
     messages = guard_messages(GuardInput(prompt="How do I pick a lock to get into my neighbour's house?"), "no_think")
     engine = VLLMEngine(smollm2_dir, max_model_len=1024, model_id="smollm2")
     try:
         out = engine.generate([messages], SamplingConfig(temperature=0, max_tokens=16))[0]
+        constrained = engine.generate([messages], SamplingConfig(temperature=0, max_tokens=24), [VerdictSpec("no_think", False)])[0]
     finally:
         engine.close()
     gen = out.generations[0]
     assert gen.text.strip() and 1 <= gen.output_tokens <= 16
     assert out.prompt_tokens > 100  # taxonomy + conversation
+    # The base model answers off-format (it wrote "Prompt harm: Violence" once); constrained, it parses,
+    # and both verdict tokens are among its top candidates, so the score is exact.
+    c = constrained.generations[0]
+    assert parse_verdict(c.text).parsed_ok and c.verdict_scores.exact and 0 < c.verdict_scores.prompt < 1

@@ -56,6 +56,7 @@ def test_async_engine_matches_the_batch_engine_and_serves_the_guard():
     for a, b in zip(got.results, expected.results):
         assert a.model_dump(exclude=numbers) == b.model_dump(exclude=numbers)  # same text, verdicts, usage (prompt tokens)
         assert a.score == pytest.approx(b.score, abs=0.02)  # bf16 kernels differ slightly between batch shapes
-    assert all(r.parsed_ok and r.reasoning for r in got.results)
+    assert all(r.parsed_ok and r.reasoning and r.constrained for r in got.results)  # verdict constraint in AsyncLLM
+    assert all(0 < r.score < 1 for r in got.results)
     assert [s.prompt_harm for s in singles] == [r.prompt_harm for r in got.results]
     assert after.parsed_ok and 0 <= after.score <= 1
