@@ -15,6 +15,7 @@ from typing import Sequence
 STAGES: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "end to end on the embedded default: model, demo data, guard in both modes, F1 table"),
     "distill": ("jobs.distill", "teacher reasoning traces with vLLM actors on Ray Data, filtered"),
+    "import-traces": ("jobs.import_traces", "recorded teacher outputs (GuardReasoner, Nemotron, a trace table) -> filtered traces"),
     "shorten": ("jobs.shorten", "shorten traces to reasoning budgets (full, N sentences)"),
     "sft-data": ("jobs.sft_data", "build SFT chat examples (reasoning, no-reasoning, dual-mode, subsets)"),
     "train": ("jobs.train", "SFT on Ray Train with DeepSpeed (full fine-tune or LoRA)"),

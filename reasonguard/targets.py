@@ -33,8 +33,14 @@ def guard_input_of(example: GuardExample) -> GuardInput:
 
 
 def policy_of(example: GuardExample, default: Policy | Sequence[str] | str | None = None):
-    """The example's own policy (topic-following data carries one) or the default."""
-    return example.extra.get("policy") or default
+    """The example's own policy (topic-following data carries one), else the system turns of its
+    conversation (a system prompt is the policy the assistant was held to: never silently dropped),
+    else the default."""
+    if example.extra.get("policy"):
+        return example.extra["policy"]
+    system = [t.get("content", "") for t in example.extra.get("history") or () if t.get("role") == "system"]
+    system = [text for text in system if text and text.strip()]
+    return "\n\n".join(system) if system else default
 
 
 def build_chat_example(

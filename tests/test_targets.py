@@ -49,3 +49,19 @@ def test_chat_example_uses_example_policy_and_mode():
 def test_chat_example_without_label_rejected():
     with pytest.raises(ValueError, match="prompt_harm_label"):
         build_chat_example(GuardExample(id="a", source="s", prompt="p"), "no_think")
+
+
+def test_system_turns_of_a_conversation_become_its_policy_not_dropped():
+    from reasonguard.prompts import render_guard_prompt
+    from reasonguard.schema import GuardExample
+    from reasonguard.targets import guard_input_of, policy_of
+
+    ex = GuardExample(id="1", source="t", prompt="Recommend a stock", prompt_harm_label="harmful",
+                      extra={"history": [{"role": "system", "content": "You only talk about cooking."},
+                                         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+    assert policy_of(ex) == "You only talk about cooking."
+    text = render_guard_prompt(guard_input_of(ex), "no_think", policy_of(ex))
+    assert "You only talk about cooking." in text and "Taxonomy:" not in text
+    assert "User: hi\nAssistant: hello" in text  # the other turns stay the conversation
+    plain = GuardExample(id="2", source="t", prompt="x", prompt_harm_label="harmful")
+    assert policy_of(plain, ["Violence"]) == ["Violence"]

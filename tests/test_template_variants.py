@@ -51,3 +51,26 @@ def test_every_published_variant_gives_its_mode(name, mode):
 def test_no_think_rendering_matches_the_reference_but_for_the_flag():
     text = render_guard_prompt(GuardInput(CARD_PROMPT, CARD_RESPONSE), "no_think")
     assert text == _read("reference_model_card_think.txt").replace(" /think", " /no_think")
+
+
+def test_serve_plans_every_variant_alike(tiny_model_dir):
+    """/v1/chat/completions (what NeMo Guardrails calls) gives each published variant the same mode,
+    token budget and verdict constraint: a response is judged in all of them."""
+    from reasonguard.config.serve import ServeConfig
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.engines.base import FakeEngine
+    from reasonguard.engines.vocab import load_vocabulary
+    from serve.guard import GuardServer
+    from serve.schemas import ChatCompletionRequest
+
+    engine = FakeEngine(lambda messages, i: "Prompt harm: harmful\nResponse harm: harmful")
+    engine.vocab = load_vocabulary(tiny_model_dir)  # what a vLLM/transformers engine carries
+    config = ServeConfig.model_validate({"engine": {"kind": "vllm", "model": "fake"}, "replica": {"num_replicas": 1}})
+    server = GuardServer(engine, config)
+    plans = {name: server.plan_chat(ChatCompletionRequest(model="fake", messages=[{"role": "user", "content": _read(name)}]))
+             for name in VARIANTS}
+    for name, mode in VARIANTS.items():
+        plan = plans[name]
+        assert plan.mode == mode and plan.job.verdict == VerdictSpec(mode, has_response=True)
+    assert len({p.job.sampling for n, p in plans.items() if VARIANTS[n] == "think"}) == 1
+    assert plans["variant_nemo_appended_no_think.txt"].job.sampling.max_tokens < plans["variant_api_catalog_think.txt"].job.sampling.max_tokens
