@@ -44,5 +44,11 @@ def stage_main(model: type[T], run: Callable[[T], object], argv: Sequence[str] |
     if args.dry_run:
         print(dump_config(config), end="")
         return 0
-    run(config)
+    from reasonguard.hygiene import TrainTestOverlap
+
+    try:
+        run(config)
+    except TrainTestOverlap as exc:  # a user error found once the data is loaded: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

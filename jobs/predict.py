@@ -24,6 +24,7 @@ def run(config: PredictConfig) -> Path:
 
     datasets = config.load_datasets()  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
+    check_hygiene(config, datasets)
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,17 @@ def run(config: PredictConfig) -> Path:
     print(format_table(reports))
     log.info("wrote %s (%d rows)", out, len(rows))
     return out
+
+
+def check_hygiene(config: PredictConfig, datasets: dict) -> None:
+    """Refuse test sets that share prompts with the guard's training rows (reasonguard.hygiene)."""
+    from reasonguard.hygiene import check_test_sets, read_fingerprints
+
+    if config.engine.kind == "openai":
+        return
+    from reasonguard.models import resolve_model
+
+    check_test_sets(datasets, read_fingerprints(resolve_model(config.engine.model)), config.engine.model)
 
 
 def format_table(reports: list[dict]) -> str:

@@ -47,6 +47,19 @@ def train_dataset(config: TrainConfig):
     return ray.data.from_items(result.rows)
 
 
+def training_prompts(config: TrainConfig) -> list[dict]:
+    """The prompts the guard is trained on (for its hygiene fingerprints), read like the training rows."""
+    from reasonguard.sft import build_from_config
+
+    if config.data.sft_path is not None:
+        import pyarrow.dataset as pads
+
+        path = config.data.sft_path
+        fmt = "parquet" if path.endswith(".parquet") or Path(path).is_dir() else "json"
+        return pads.dataset(path, format=fmt).to_table(columns=["prompt"]).to_pylist()
+    return [{"prompt": r["prompt"]} for r in build_from_config(config.data.build).rows]
+
+
 def fit(config: TrainConfig):
     """Run the TorchTrainer and return Ray's `Result` (metrics, latest checkpoint)."""
     import ray.data
@@ -115,6 +128,12 @@ def train(config: TrainConfig) -> Path:
         with result.checkpoint.as_directory() as folder:  # downloads it when storage is remote (s3://, gs://)
             state = TrainerState.read(folder)
             final = export_final(Path(folder) / HF_DIR, out / "final", base_model=base, merge_lora=merge)
+    from reasonguard.hygiene import read_fingerprints, training_fingerprints, write_fingerprints
+
+    # The guard remembers what it was trained on (a continued guard: its base's prompts too), so that
+    # predict and evaluate refuse test sets that overlap (reasonguard.hygiene).
+    prints = training_fingerprints(training_prompts(config)) | (read_fingerprints(base) or set())
+    write_fingerprints(prints, final, source=str(out / "config.yaml"))
     summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
                "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
                "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history}
