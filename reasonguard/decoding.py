@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 from reasonguard.verdict import format_verdict_lines
+from reasonguard.vocabulary import Mode
 
 # The key of vLLM's SamplingParams.extra_args that switches the constraint on for a request.
 EXTRA_ARGS_KEY = "reasonguard_verdict"
@@ -48,7 +49,7 @@ Decision = Literal["prompt", "response"]
 class VerdictSpec:
     """What one request's verdict may be: its mode and whether a response is judged."""
 
-    mode: Literal["think", "no_think"]
+    mode: Mode
     has_response: bool
 
     def to_extra_args(self) -> dict:

@@ -37,6 +37,8 @@ AEGIS_2_CATEGORIES: tuple[str, ...] = (
 TAXONOMY_INTRO = "Taxonomy: The following are the list of harmful categories that the prompt and response may fall into."
 POLICY_INTRO = "Policy: The following policy defines what counts as harmful in this interaction."
 MAX_POLICY_CHARS = 20_000
+MAX_CATEGORIES = 64
+MAX_CATEGORY_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,25 @@ def text_policy(text: str, name: str = "custom") -> Policy:
 
 
 AEGIS_2_POLICY: Policy = categories_policy(AEGIS_2_CATEGORIES, name="aegis2")
+
+
+def check_policy_spec(spec):
+    """Validate a policy spec as written in a config or a request (returns it unchanged): a non-empty
+    free text of at most MAX_POLICY_CHARS, or 1 to MAX_CATEGORIES non-blank category names."""
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise ValueError("a free-text policy must not be empty")
+        if len(spec) > MAX_POLICY_CHARS:
+            raise ValueError(f"String should have at most {MAX_POLICY_CHARS} characters")
+    elif spec is not None and not isinstance(spec, Policy):
+        names = list(spec)
+        if not names:
+            raise ValueError("a category policy needs at least one category")
+        if len(names) > MAX_CATEGORIES:
+            raise ValueError(f"List should have at most {MAX_CATEGORIES} items")
+        if any(not isinstance(n, str) or not n.strip() for n in names):
+            raise ValueError("category names must not be blank")
+    return spec
 
 
 def resolve_policy(spec: Policy | Sequence[str] | str | None) -> Policy:

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from reasonguard.vocabulary import PolicyLike
 from reasonguard.calibration import Calibration
 from reasonguard.decoding import VerdictScores, VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
@@ -77,12 +78,12 @@ class PredictionRow:
         return asdict(self)
 
 
-def policy_name(policy: Policy | Sequence[str] | str | None) -> str:
+def policy_name(policy: PolicyLike) -> str:
     resolved = resolve_policy(policy)
     return resolved.name
 
 
-def to_request(example: GuardExample, mode: Mode, policy: Policy | Sequence[str] | str | None = None) -> list[dict]:
+def to_request(example: GuardExample, mode: Mode, policy: PolicyLike = None) -> list[dict]:
     """The chat messages for one example (the example's own policy wins, as in topic-following data;
     refusal-task items are judged against REFUSAL_POLICY)."""
     return guard_messages(guard_input_of(example), mode, _policy_for(example, policy))
@@ -109,7 +110,7 @@ def prediction_row(
     latency_s: float = 0.0,
     finish_reason: str | None = None,
     dataset: str | None = None,
-    policy: Policy | Sequence[str] | str | None = None,
+    policy: PolicyLike = None,
     constrained: bool = False,
     verdict_scores: VerdictScores | None = None,
     closed_by_budget: bool = False,
@@ -160,7 +161,7 @@ def to_prediction_rows(
     mode: Mode,
     model_id: str,
     dataset: str | None = None,
-    policy: Policy | Sequence[str] | str | None = None,
+    policy: PolicyLike = None,
     first_sample_idx: int = 0,
     constrained: bool = False,
     calibration: Calibration | None = None,
@@ -181,7 +182,7 @@ def predict_examples(
     examples: Sequence[GuardExample],
     mode: Mode,
     sampling: SamplingConfig,
-    policy: Policy | Sequence[str] | str | None = None,
+    policy: PolicyLike = None,
     dataset: str | None = None,
     batch_size: int = 64,
     progress: bool = False,

@@ -15,8 +15,7 @@ from typing import Literal, Sequence
 
 from reasonguard.policy import Policy, resolve_policy
 
-Mode = Literal["think", "no_think"]
-MODES: tuple[str, ...] = ("think", "no_think")
+from reasonguard.vocabulary import MODES, Mode, PolicyLike  # noqa: E402
 
 ROLE_LINE = (
     "You are a classifier for analyzing interactions between humans and LLMs. "
@@ -101,7 +100,7 @@ def _head(inp: GuardInput, policy: Policy) -> str:
     return ROLE_LINE + "\n" + policy.render() + "\n\n" + _conversation_block(inp)
 
 
-def render_guard_prompt(inp: GuardInput, mode: Mode = "no_think", policy: Policy | Sequence[str] | str | None = None) -> str:
+def render_guard_prompt(inp: GuardInput, mode: Mode = "no_think", policy: PolicyLike = None) -> str:
     """The single user turn the guard sees; the mode flag ends its last line, after a space."""
     flag = mode_flag(mode)
     resolved = resolve_policy(policy)
@@ -109,7 +108,7 @@ def render_guard_prompt(inp: GuardInput, mode: Mode = "no_think", policy: Policy
     return f"{_head(inp, resolved)}\n\n{instruction} {flag}"
 
 
-def guard_messages(inp: GuardInput, mode: Mode = "no_think", policy: Policy | Sequence[str] | str | None = None) -> list[dict]:
+def guard_messages(inp: GuardInput, mode: Mode = "no_think", policy: PolicyLike = None) -> list[dict]:
     return [{"role": "user", "content": render_guard_prompt(inp, mode, policy)}]
 
 
@@ -139,7 +138,7 @@ def render_teacher_prompt(
     inp: GuardInput,
     prompt_harm: str,
     response_harm: str | None,
-    policy: Policy | Sequence[str] | str | None = None,
+    policy: PolicyLike = None,
     max_sentences: int = 8,
 ) -> str:
     """The teacher sees the policy, the conversation and the gold label, and writes a trace."""

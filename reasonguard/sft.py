@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 TRUNCATION_MARK = " [...] "
 Budget = Literal["full"] | int
-SftMode = Literal["think", "no_think", "dual"]
+from reasonguard.vocabulary import SftMode  # noqa: E402
 
 
 # ---------------------------------------------------------------- sources

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from reasonguard.vocabulary import PolicyLike
 from reasonguard.policy import Policy
 from reasonguard.prompts import GuardInput, Mode, mode_flag, render_guard_prompt
 from reasonguard.schema import GuardExample
@@ -32,7 +33,7 @@ def guard_input_of(example: GuardExample) -> GuardInput:
     return GuardInput(prompt=example.prompt, response=example.response, history=turns)
 
 
-def policy_of(example: GuardExample, default: Policy | Sequence[str] | str | None = None):
+def policy_of(example: GuardExample, default: PolicyLike = None):
     """The example's own policy (topic-following data carries one), else the system turns of its
     conversation (a system prompt is the policy the assistant was held to: never silently dropped),
     else the default."""
@@ -47,7 +48,7 @@ def build_chat_example(
     example: GuardExample,
     mode: Mode,
     reasoning: str | None = None,
-    policy: Policy | Sequence[str] | str | None = None,
+    policy: PolicyLike = None,
 ) -> list[dict]:
     """A two-turn chat (guard prompt, target) for SFT; labels come from the example's gold labels."""
     if example.prompt_harm_label is None:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-HarmValue = Literal["harmful", "unharmful"]
+from reasonguard.vocabulary import HarmValue  # noqa: E402
 
 _LINE = re.compile(r"^[ \t>*\-\"'`]*(prompt|response)[ \t]+harm[ \t]*[:=][ \t]*\**[ \t]*[<\"'`]?(harmful|unharmful|none)\b", re.I | re.M)
 _THINK_OPEN = re.compile(r"<think>", re.I)

@@ -11,17 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Mode = Literal["think", "no_think"]
-HarmValue = Literal["harmful", "unharmful"]
+from reasonguard.policy import MAX_CATEGORIES, MAX_CATEGORY_CHARS  # noqa: E402,F401 - limits of the policy spec
+from reasonguard.vocabulary import HarmValue, Mode, PolicySpec  # noqa: E402 - the guard vocabulary, declared once
 
 # Ceilings of the schema itself; ServeConfig.limits are checked after parsing and give 413.
 HARD_MAX_TEXT = 1_000_000
 HARD_MAX_MESSAGES = 1_000
 HARD_MAX_ITEMS = 10_000
 MAX_ID_CHARS = 256
-MAX_CATEGORY_CHARS = 200
-MAX_CATEGORIES = 64
-MAX_POLICY_CHARS = 20_000  # = reasonguard.policy.MAX_POLICY_CHARS
 
 Text = Annotated[str, Field(max_length=HARD_MAX_TEXT)]
 
@@ -65,7 +62,7 @@ class GuardOptions(_Strict):
     """How to judge: mode, policy, budget, score threshold; shared by every conversation of a request."""
 
     mode: Mode | None = Field(None, description="'think' (reasoning first) or 'no_think'; default from the server config.")
-    policy: str | list[Annotated[str, Field(min_length=1, max_length=MAX_CATEGORY_CHARS)]] | None = Field(
+    policy: PolicySpec = Field(
         None,
         description="None or 'default' = the Aegis 2.0 taxonomy; a list of category names; or a free-text policy.",
     )
@@ -81,22 +78,6 @@ class GuardOptions(_Strict):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Sampling seed, for reproducible samples.")
     timeout_s: float | None = Field(None, gt=0, description="Deadline for this request (capped by the server's maximum).")
 
-    @field_validator("policy")
-    @classmethod
-    def _policy_bounds(cls, value):
-        if isinstance(value, str):
-            if not value.strip():
-                raise ValueError("a free-text policy must not be empty")
-            if len(value) > MAX_POLICY_CHARS:
-                raise ValueError(f"String should have at most {MAX_POLICY_CHARS} characters")
-        elif isinstance(value, list):
-            if not value:
-                raise ValueError("a category policy needs at least one category")
-            if len(value) > MAX_CATEGORIES:
-                raise ValueError(f"List should have at most {MAX_CATEGORIES} items")
-            if any(not v.strip() for v in value):
-                raise ValueError("category names must not be blank")
-        return value
 
 
 class GuardRequest(Conversation, GuardOptions):

@@ -9,8 +9,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
 
-Mode = Literal["think", "no_think"]
-PolicySpec = str | list[str] | None  # None = Aegis 2.0 taxonomy; a list = category names; a string = free-text policy
+from reasonguard.vocabulary import Mode, PolicySpec  # noqa: E402,F401 - the guard vocabulary, declared once
 
 
 class RayConfig(StrictModel):

@@ -15,7 +15,7 @@ from reasonguard.config.base import StrictModel
 from reasonguard.config.common import DataSource, PolicySpec, RayConfig
 
 Budget = Literal["full"] | int
-SftMode = Literal["think", "no_think", "dual"]
+from reasonguard.vocabulary import SftMode  # noqa: E402
 
 
 class TopicFollowingMix(StrictModel):
