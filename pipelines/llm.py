@@ -103,27 +103,10 @@ class _without_request_seed:
 
 
 def vllm_engine_kwargs(engine_config, model_path: str, on_gpu: bool) -> dict[str, Any]:
-    """vLLM engine kwargs from an EngineConfig. `on_gpu` comes from the actors' GPU request, not from
-    the driver: under KubeRay the job's driver runs on a head pod without GPUs."""
-    from reasonguard.engines.vllm_engine import cpu_engine_defaults, with_verdict_processor
+    """vLLM engine kwargs for `ray.data.llm` (reasonguard.engines.vllm_engine.vllm_kwargs, the one mapping)."""
+    from reasonguard.engines.vllm_engine import vllm_kwargs
 
-    if on_gpu:
-        dtype = engine_config.dtype
-        eager = False if engine_config.enforce_eager is None else engine_config.enforce_eager
-    else:
-        dtype, eager = cpu_engine_defaults(model_path, engine_config.dtype, engine_config.enforce_eager)
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "enforce_eager": eager,
-        "tensor_parallel_size": engine_config.tensor_parallel_size,
-        "seed": engine_config.seed,
-    }
-    if engine_config.max_model_len:
-        kwargs["max_model_len"] = engine_config.max_model_len
-    if on_gpu:
-        kwargs["gpu_memory_utilization"] = engine_config.gpu_memory_utilization
-    kwargs.update(engine_config.engine_kwargs)
-    return with_verdict_processor(kwargs)
+    return vllm_kwargs(engine_config, model_path, on_gpu)
 
 
 class EngineActor:

@@ -83,7 +83,7 @@ class GuardDeployment:
         self.config = ServeConfig.model_validate(config)
         logging.getLogger("serve").setLevel(self.config.log_level)
         if self.config.resolved_engine_mode == "async":
-            engine = build_async_engine(self.config)
+            engine = build_engine(self.config.engine, asynchronous=True)
             server = GuardServer(engine, self.config, count_tokens=engine.count_tokens)
         else:
             server = GuardServer(build_engine(self.config.engine), self.config, count_tokens=token_counter(self.config))
@@ -119,19 +119,6 @@ class GuardDeployment:
         service = getattr(self, "service", None)
         if service is not None:
             service.server.close()
-
-
-def build_async_engine(config: ServeConfig):
-    """AsyncVLLMEngine with the same settings `build_engine` gives VLLMEngine."""
-    from reasonguard.models import resolve_model
-    from serve.async_vllm import AsyncVLLMEngine
-
-    e = config.engine
-    return AsyncVLLMEngine(
-        resolve_model(e.model), max_model_len=e.max_model_len, tensor_parallel_size=e.tensor_parallel_size, dtype=e.dtype,
-        enforce_eager=e.enforce_eager, gpu_memory_utilization=e.gpu_memory_utilization, seed=e.seed, model_id=e.model,
-        **e.engine_kwargs,
-    )
 
 
 def deployment_options(config: ServeConfig) -> dict[str, Any]:

@@ -377,7 +377,7 @@ class GuardServer:
             results[i] = out
 
     async def generate_async(self, job: Job) -> RequestOutput | GuardError:
-        """One job on an asynchronous engine (`generate_one`: vLLM's AsyncLLM batches continuously)."""
+        """One job on an asynchronous engine (`AsyncEngine.generate_one`: vLLM's AsyncLLM batches continuously)."""
         try:
             if job.verdict is not None:
                 output = await self.engine.generate_one(job.messages, job.sampling, job.verdict)  # type: ignore[attr-defined]

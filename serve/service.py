@@ -107,7 +107,9 @@ class GuardService:
         self.config = config
         self.metrics = metrics or NullMetrics()
         batching = config.batching
-        if submit is None and hasattr(server.engine, "generate_one"):
+        from reasonguard.engines.base import AsyncEngine
+
+        if submit is None and isinstance(server.engine, AsyncEngine):
             submit = server.generate_async  # the engine batches continuously by itself
         elif submit is None and batching.enabled and batching.strategy == "queue":
             submit = QueueBatcher(self.run_batch, batching.max_batch_size, batching.batch_wait_timeout_s).submit

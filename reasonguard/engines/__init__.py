@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from reasonguard.engines.base import Engine, FakeEngine, Generation, Messages, RequestOutput, SamplingConfig
+from reasonguard.engines.base import AsyncEngine, Engine, FakeEngine, Generation, Messages, RequestOutput, SamplingConfig
 from reasonguard.engines.config import EngineConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from reasonguard.engines.hf_engine import TransformersEngine
     from reasonguard.engines.openai_engine import OpenAIChatEngine
+    from reasonguard.engines.async_vllm import AsyncVLLMEngine
     from reasonguard.engines.vllm_engine import VLLMEngine
 
 __all__ = [
-    "Engine", "EngineConfig", "FakeEngine", "Generation", "Messages", "OpenAIChatEngine", "RequestOutput",
+    "AsyncEngine", "AsyncVLLMEngine", "Engine", "EngineConfig", "FakeEngine", "Generation", "Messages", "OpenAIChatEngine", "RequestOutput",
     "SamplingConfig", "TransformersEngine", "VLLMEngine", "build_engine",
 ]
 
@@ -25,6 +26,7 @@ _LAZY = {
     "VLLMEngine": "reasonguard.engines.vllm_engine",
     "TransformersEngine": "reasonguard.engines.hf_engine",
     "OpenAIChatEngine": "reasonguard.engines.openai_engine",
+    "AsyncVLLMEngine": "reasonguard.engines.async_vllm",
 }
 
 
@@ -36,12 +38,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_engine(spec: EngineConfig | Mapping[str, Any]) -> Engine:
+def build_engine(spec: EngineConfig | Mapping[str, Any], asynchronous: bool = False) -> Engine:
     """An engine from its config (a dict is validated first). Local models go through
-    `resolve_model`, so aliases such as 'tiny' and 'smollm2' work; `model_id` stays as written."""
+    `resolve_model`, so aliases such as 'tiny' and 'smollm2' work; `model_id` stays as written.
+    `asynchronous` (kind vllm): an AsyncVLLMEngine (`AsyncEngine`), with the same settings."""
     import os
 
     config = spec if isinstance(spec, EngineConfig) else EngineConfig.model_validate(dict(spec))
+    if asynchronous and config.kind != "vllm":
+        raise ValueError(f"an asynchronous engine needs kind 'vllm', not {config.kind!r}")
     if config.kind == "openai":
         from reasonguard.engines.openai_engine import OpenAIChatEngine
 
@@ -59,9 +64,12 @@ def build_engine(spec: EngineConfig | Mapping[str, Any]) -> Engine:
         from reasonguard.engines.hf_engine import TransformersEngine
 
         return TransformersEngine(path, device=config.device, dtype=config.dtype, batch_size=config.batch_size, model_id=config.model)
-    from reasonguard.engines.vllm_engine import VLLMEngine
+    if asynchronous:
+        from reasonguard.engines.async_vllm import AsyncVLLMEngine as engine_class
+    else:
+        from reasonguard.engines.vllm_engine import VLLMEngine as engine_class
 
-    return VLLMEngine(
+    return engine_class(
         path, max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
         enforce_eager=config.enforce_eager, gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
         model_id=config.model, **config.engine_kwargs,

@@ -78,6 +78,19 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class AsyncEngine(Protocol):
+    """An engine that schedules conversations itself (vLLM's AsyncLLM): one awaitable call per
+    conversation, which joins the running batch at the next step. Serve awaits it directly instead
+    of batching calls to `generate`."""
+
+    model_id: str
+
+    async def generate_one(self, messages: Messages, sampling: SamplingConfig, verdict: VerdictSpec | None = None) -> RequestOutput: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class FakeEngine:
     """A scripted engine for unit tests of the logic around engines (never a stand-in for a real one)."""

@@ -100,6 +100,44 @@ def verdict_outcome(vocab, spec: VerdictSpec | None, max_tokens: int, token_ids,
     return {"verdict_scores": scores_from_logprobs(decoder.branches, step_logprobs), "closed_by_budget": decoder.closed_by == "budget"}
 
 
+def engine_args(
+    model: str,
+    *,
+    on_gpu: bool,
+    max_model_len: int | None = None,
+    tensor_parallel_size: int = 1,
+    dtype: str = "auto",
+    enforce_eager: bool | None = None,
+    gpu_memory_utilization: float = 0.9,
+    seed: int = 0,
+    **engine_kwargs: Any,
+) -> dict[str, Any]:
+    """The one mapping from our engine settings to vLLM engine kwargs (without `model`), shared by
+    `vllm.LLM`, AsyncLLM and `ray.data.llm`: CPU defaults (dtype, eager, KV cache, head-size check)
+    off a GPU, GPU memory share on one, the user's `engine_kwargs` last, the verdict processor always."""
+    if on_gpu:
+        eager = False if enforce_eager is None else enforce_eager
+    else:
+        dtype, eager = cpu_engine_defaults(model, dtype, enforce_eager)
+    kwargs: dict[str, Any] = {"dtype": dtype, "enforce_eager": bool(eager), "tensor_parallel_size": tensor_parallel_size, "seed": seed}
+    if max_model_len:
+        kwargs["max_model_len"] = max_model_len
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    kwargs.update(engine_kwargs)
+    return with_verdict_processor(kwargs)
+
+
+def vllm_kwargs(config, model_path: str, on_gpu: bool) -> dict[str, Any]:
+    """vLLM engine kwargs of an EngineConfig. `on_gpu` comes from where the engine runs (a Ray Data
+    actor's GPU request, not the driver: under KubeRay the job's driver is a GPU-less head pod)."""
+    return engine_args(
+        model_path, on_gpu=on_gpu, max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size,
+        dtype=config.dtype, enforce_eager=config.enforce_eager, gpu_memory_utilization=config.gpu_memory_utilization,
+        seed=config.seed, **config.engine_kwargs,
+    )
+
+
 def top_logprobs(entries: dict | None) -> dict[str, float]:
     """vLLM's {token_id: Logprob} for one position -> {decoded text: logprob}, best first.
 
@@ -135,25 +173,16 @@ class VLLMEngine:
     ) -> None:
         self.model_id = model_id or model
         self.on_cpu = not _cuda_available()
-        if self.on_cpu:
-            dtype, enforce_eager = cpu_engine_defaults(model, dtype, enforce_eager)
         from vllm import LLM
 
         from reasonguard.engines.vocab import load_vocabulary
 
         self.vocab = load_vocabulary(model)
-        engine_kwargs = with_verdict_processor(engine_kwargs)
-        self.engine_kwargs = dict(
-            model=model,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            dtype=dtype,
-            enforce_eager=bool(enforce_eager),
-            gpu_memory_utilization=gpu_memory_utilization,
-            seed=seed,
-            **engine_kwargs,
-        )
-        log.info("starting vLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
+        self.engine_kwargs = {"model": model, **engine_args(
+            model, on_gpu=not self.on_cpu, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed, **engine_kwargs,
+        )}
+        log.info("starting vLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, self.engine_kwargs["dtype"])
         self._llm = LLM(**self.engine_kwargs)
 
     def sampling_params(self, sampling: SamplingConfig, verdict: VerdictSpec | None = None):

@@ -1,4 +1,5 @@
-"""`AsyncVLLMEngine`: vLLM's AsyncLLM for a Serve replica: continuous batching across requests.
+"""`AsyncVLLMEngine`: vLLM's AsyncLLM behind the engine interface (`AsyncEngine`): continuous
+batching across requests, for a Serve replica.
 
 `VLLMEngine` runs whole batches (`LLM.chat`): a conversation that arrives while a batch decodes
 waits for all of it. AsyncLLM schedules per step, so each conversation joins the running batch
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 
 from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
-from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, cpu_engine_defaults, with_verdict_processor
+from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, engine_args
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ class AsyncVLLMEngine:
     ) -> None:
         self.model_id = model_id or model
         self.on_cpu = not _cuda_available()
-        if self.on_cpu:  # the same CPU defaults as VLLMEngine
-            dtype, enforce_eager = cpu_engine_defaults(model, dtype, enforce_eager)
         from transformers import AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -49,12 +48,12 @@ class AsyncVLLMEngine:
 
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.vocab = load_vocabulary(model)
-        args = AsyncEngineArgs(
-            model=model, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-            enforce_eager=bool(enforce_eager), gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-            disable_log_stats=True, **with_verdict_processor(engine_kwargs),
+        kwargs = engine_args(  # the same settings VLLMEngine gets
+            model, on_gpu=not self.on_cpu, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed, **engine_kwargs,
         )
-        log.info("starting vLLM AsyncLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, dtype)
+        args = AsyncEngineArgs(model=model, disable_log_stats=True, **kwargs)
+        log.info("starting vLLM AsyncLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, kwargs["dtype"])
         self._llm = AsyncLLM.from_engine_args(args)
 
     def prompt_ids(self, messages: Messages) -> list[int]:
