@@ -18,41 +18,10 @@ Re-running with the same output_dir resumes: finished items are skipped, inferen
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
 from reasonguard.config.distill import DistillConfig
-
-log = logging.getLogger("jobs.distill")
-
-
-def run(config: DistillConfig) -> Path:
-    """Run the distillation stage; returns output_dir."""
-    from pipelines.distill import run_distill
-    from pipelines.ray_utils import init_ray
-    from reasonguard.config import dump_config
-
-    datasets = config.load_datasets()  # before Ray starts: a missing dataset fails in seconds
-    log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(config))
-    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
-    run_distill(
-        datasets, out, engine_config=config.engine, sampling=config.sampling.to_sampling(), filters=config.filters,
-        pipeline=config.pipeline, policy=config.policy, max_sentences=config.max_sentences, tokenizer=config.tokenizer,
-    )
-    print(_summary(out))
-    return out
-
-
-def _summary(out: Path) -> str:
-    import json
-
-    stats = json.loads((out / "stats.json").read_text())
-    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
-    return f"distill: kept {stats['kept']} of {stats['total']} traces (dropped: {dropped}) -> {out / 'traces.parquet'}"
+from pipelines.distill import run  # noqa: F401 - the stage body lives in pipelines
 
 
 def main(argv=None) -> int:

@@ -9,80 +9,10 @@ on the difficult set (jobs.train; final checkpoint in `output_dir/train/final`).
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
 from reasonguard.config.mine import MineConfig
-
-log = logging.getLogger("jobs.mine")
-
-
-def pool_rows(examples, traces: dict[str, dict]) -> list[dict]:
-    """Trace-table rows (what training reads) of pool examples, with their reasoning when they have one."""
-    return [{**e.to_row(), "reasoning": None, **traces.get(e.id, {})} for e in examples]
-
-
-def load_pool(config: MineConfig) -> tuple[list, dict[str, dict]]:
-    """Pool examples and, when they come from traces, each id's trace columns."""
-    from reasonguard.schema import GuardExample
-
-    examples = [e for source in config.pool for e in source.load()]
-    traces: dict[str, dict] = {}
-    if config.pool_traces:
-        from reasonguard.sft import read_rows
-
-        for row in read_rows(config.pool_traces):
-            if row.get("kept", True) is False:
-                continue
-            example = GuardExample.from_row(row)
-            examples.append(example)
-            traces[example.id] = {k: v for k, v in row.items() if k.startswith("reasoning")}
-    ids = [e.id for e in examples]
-    if len(set(ids)) != len(ids):
-        raise ValueError("pool item ids repeat across sources; give each source a distinct dataset or name")
-    return examples, traces
-
-
-def run(config: MineConfig) -> Path:
-    from pipelines.predict import run_predictions
-    from pipelines.ray_utils import init_ray
-    from reasonguard.io import read_parts, write_json, write_single_parquet
-    from reasonguard.mining import classify_items, select_inconsistent
-
-    examples, traces = load_pool(config)
-    log.info("pool: %d items", len(examples))
-    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sampling = {config.mode: config.sampling.to_sampling(max_tokens=config.max_tokens_by_mode.get(config.mode, config.sampling.max_tokens))}
-    parts = run_predictions(
-        {"pool": examples}, [config.mode], config.n_samples, out, engine_config=config.guard, sampling_by_mode=sampling,
-        policy=config.policy, batch_size=config.pipeline.batch_size, concurrency=config.pipeline.concurrency,
-        gpus_per_replica=config.pipeline.gpus_per_replica, flush_every=config.pipeline.flush_every,
-    )
-    rows = [r for r in read_parts(parts) if r["mode"] == config.mode and r["sample_idx"] < config.n_samples]
-    result = classify_items(rows)
-    hard = set(select_inconsistent(result))
-    difficult = pool_rows([e for e in examples if e.id in hard], traces)
-    summary = {"pool": len(examples), "n_samples": config.n_samples, "mode": config.mode, "counts": result.counts,
-               "unlabelled": result.n_unlabelled, "difficult": len(difficult)}
-    write_json(summary, out / "mining.json")
-    print(f">> mining: {summary}")
-    if not difficult:
-        log.warning("no inconsistent items: nothing to train on")
-        return out
-    path = write_single_parquet(difficult, out / "difficult.parquet")
-    if config.train is not None:
-        from jobs.train import train
-
-        train_config = config.train_config(str(path))
-        if len(difficult) < train_config.global_batch_size:
-            raise ValueError(f"{len(difficult)} difficult items (written to {path}) make no training step of global batch "
-                             f"{train_config.global_batch_size}: lower train.global_batch_size or mine a larger pool")
-        final = train(train_config)
-        print(f">> continual SFT checkpoint: {final}")
-    return out
+from pipelines.mine import load_pool, pool_rows, run  # noqa: F401 - the stage body lives in pipelines
 
 
 def main(argv=None) -> int:

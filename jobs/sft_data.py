@@ -12,26 +12,10 @@ itself (`data.build`).
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
 from reasonguard.config.train import SftDataConfig
-
-log = logging.getLogger("jobs.sft_data")
-
-
-def run(config: SftDataConfig) -> Path:
-    from reasonguard.io import write_json
-    from reasonguard.sft import build_from_config, write_rows
-
-    result = build_from_config(config)
-    out = Path(write_rows(result.rows, config.output))
-    write_json(result.stats, out.with_name(out.name + ".stats.json"))
-    print(f"{len(result.rows)} SFT rows -> {out}")
-    for key in ("by_mode", "by_origin", "by_label", "skipped"):
-        print(f"  {key}: {result.stats[key]}")
-    return out
+from pipelines.sft_data import run  # noqa: F401 - the stage body lives in pipelines
 
 
 def main(argv=None) -> int:

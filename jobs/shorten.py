@@ -15,42 +15,10 @@ add no label leakage; otherwise the trace is cut at a sentence boundary. Writes,
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
 from reasonguard.config.distill import ShortenConfig
-
-log = logging.getLogger("jobs.shorten")
-
-
-def run(config: ShortenConfig) -> Path:
-    """Run the budget stage; returns output_dir."""
-    from pipelines.ray_utils import init_ray
-    from pipelines.shorten import load_traces, run_shorten
-    from reasonguard.config import dump_config
-
-    traces = load_traces(config.traces, config.limit)  # before Ray starts: a missing input fails at once
-    log.info("%d traces, budgets %s", len(traces), config.budgets)
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(config))
-    if traces:  # nothing kept upstream: write empty outputs without starting Ray
-        init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
-    run_shorten(traces, config.budgets, out, engine_config=config.engine, sampling=config.sampling.to_sampling(),
-                pipeline=config.pipeline, tokenizer=config.tokenizer)
-    print(_summary(out))
-    return out
-
-
-def _summary(out: Path) -> str:
-    import json
-
-    stats = json.loads((out / "budget_stats.json").read_text())
-    lines = [f"shorten: {stats['full']['n']} traces, full reasoning mean {stats['full']['tokens']['mean']} tokens"]
-    for budget, s in stats["budgets"].items():
-        lines.append(f"  budget {budget}: {s['methods']}, tokens mean {s['tokens']['mean']} p90 {s['tokens']['p90']}")
-    return "\n".join(lines)
+from pipelines.shorten import run  # noqa: F401 - the stage body lives in pipelines
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,7 @@ from reasonguard.distill import (
 from reasonguard.engines.base import SamplingConfig
 from reasonguard.io import PartWriter, read_parts, write_json, write_single_parquet
 from reasonguard.schema import GuardExample
+from reasonguard.config.distill import DistillConfig
 
 log = logging.getLogger(__name__)
 PARTS = "parts"
@@ -162,3 +163,34 @@ def finalize_distill(out: Path, datasets: dict[str, Sequence[GuardExample]], unl
     log.info("kept %d of %d traces; dropped %s", stats["kept"], stats["total"],
              {k: v for k, v in stats["dropped"].items() if v})
     return out
+
+
+# --- The stage body (jobs.distill is its command-line entry point) ---
+
+
+def run(config: DistillConfig) -> Path:
+    """Run the distillation stage; returns output_dir."""
+    from pipelines.distill import run_distill
+    from pipelines.ray_utils import init_ray
+    from reasonguard.config import dump_config
+
+    datasets = config.load_datasets()  # before Ray starts: a missing dataset fails in seconds
+    log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config))
+    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
+    run_distill(
+        datasets, out, engine_config=config.engine, sampling=config.sampling.to_sampling(), filters=config.filters,
+        pipeline=config.pipeline, policy=config.policy, max_sentences=config.max_sentences, tokenizer=config.tokenizer,
+    )
+    print(_summary(out))
+    return out
+
+
+def _summary(out: Path) -> str:
+    import json
+
+    stats = json.loads((out / "stats.json").read_text())
+    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
+    return f"distill: kept {stats['kept']} of {stats['total']} traces (dropped: {dropped}) -> {out / 'traces.parquet'}"

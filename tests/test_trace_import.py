@@ -134,7 +134,7 @@ def test_the_job_writes_what_distill_writes(tmp_path):
 
 
 def test_a_sample_of_the_recorded_guardreasoner_traces():
-    from jobs.import_traces import _jsonl
+    from pipelines.import_traces import _jsonl
     from reasonguard.datasets.local import default_datasets_root
 
     rows = _jsonl(str(Path(default_datasets_root()) / "guardreasoner_traces" / "guardreasoner_traces.jsonl"), 600)

