@@ -138,26 +138,14 @@ def run_distill(
     return finalize_distill(out, datasets, unlabelled, engine_config.model)
 
 
-def write_rows(rows: list[dict], path: Path, like: list[dict]) -> Path:
-    """A parquet file of `rows`; when there are none, still with the columns of `like` (readers need them)."""
-    if rows or not like:
-        return write_single_parquet(rows, path)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(like[:64]).schema.empty_table(), path)
-    return path
-
-
 def finalize_distill(out: Path, datasets: dict[str, Sequence[GuardExample]], unlabelled: int, teacher_model: str) -> Path:
     """traces.parquet (kept), rejected.parquet (dropped, with reasons) and stats.json from the parts."""
     wanted = {(name, ex.id) for name, exs in datasets.items() for ex in exs}
     records = sorted((r for r in latest_records(read_parts(out / PARTS)) if (r["dataset"], r["id"]) in wanted),
                      key=lambda r: (r["dataset"], r["id"]))
     kept = [r for r in records if r["kept"]]
-    write_rows(kept, out / "traces.parquet", like=records)
-    write_rows([r for r in records if not r["kept"]], out / "rejected.parquet", like=records)
+    write_single_parquet(kept, out / "traces.parquet", schema_like=records)
+    write_single_parquet([r for r in records if not r["kept"]], out / "rejected.parquet", schema_like=records)
     stats = distill_stats(records, unlabelled, teacher_model)
     write_json(stats, out / "stats.json")
     log.info("kept %d of %d traces; dropped %s", stats["kept"], stats["total"],
@@ -174,7 +162,9 @@ def run(config: DistillConfig) -> Path:
     from pipelines.ray_utils import init_ray
     from reasonguard.config import dump_config
 
-    datasets = config.load_datasets()  # before Ray starts: a missing dataset fails in seconds
+    from reasonguard.datasets.sources import load_sources
+
+    datasets = load_sources(config.data)  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

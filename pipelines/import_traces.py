@@ -67,9 +67,8 @@ def _table(path: str, limit: int | None) -> list[dict]:
 
 
 def run(config: ImportTracesConfig) -> Path:
-    from pipelines.distill import write_rows
     from reasonguard.config import dump_config
-    from reasonguard.io import write_json
+    from reasonguard.io import write_json, write_single_parquet
     from reasonguard.trace_import import candidate_records, choose_traces, import_stats
 
     out = Path(config.output_dir)
@@ -92,8 +91,8 @@ def run(config: ImportTracesConfig) -> Path:
         raise ValueError("the sources yielded no traces to import")
     records = sorted(choose_traces(records, config.choose, config.teacher_order), key=lambda r: (r["dataset"], r["id"], r["teacher_model"]))
     kept = [r for r in records if r["kept"]]
-    write_rows(kept, out / "traces.parquet", like=records)
-    write_rows([r for r in records if not r["kept"]], out / "rejected.parquet", like=records)
+    write_single_parquet(kept, out / "traces.parquet", schema_like=records)
+    write_single_parquet([r for r in records if not r["kept"]], out / "rejected.parquet", schema_like=records)
     stats = import_stats(records, skipped, config.choose)
     write_json(stats, out / "stats.json")
     print(f"import_traces: {stats['chosen']} traces for {stats['items_with_a_chosen_trace']} of {stats['items']} items "

@@ -28,7 +28,9 @@ def load_pool(config: MineConfig) -> tuple[list, dict[str, dict]]:
     """Pool examples and, when they come from traces, each id's trace columns."""
     from reasonguard.schema import GuardExample
 
-    examples = [e for source in config.pool for e in source.load()]
+    from reasonguard.datasets.sources import load_source
+
+    examples = [e for source in config.pool for e in load_source(source)]
     traces: dict[str, dict] = {}
     if config.pool_traces:
         from reasonguard.sft import read_rows

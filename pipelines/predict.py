@@ -102,7 +102,9 @@ def run(config: PredictConfig) -> Path:
     from reasonguard.io import read_parts, write_json, write_single_parquet
     from reasonguard.metrics import evaluate_by
 
-    datasets = config.load_datasets()  # before Ray starts: a missing dataset fails in seconds
+    from reasonguard.datasets.sources import load_predict_datasets
+
+    datasets = load_predict_datasets(config)  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
     check_hygiene(config, datasets)
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
@@ -113,7 +115,7 @@ def run(config: PredictConfig) -> Path:
         datasets, config.modes, config.n_samples, out, engine_config=config.engine,
         sampling_by_mode=config.sampling_by_mode(), policy=config.policy, batch_size=config.pipeline.batch_size,
         concurrency=config.pipeline.concurrency, gpus_per_replica=config.pipeline.gpus_per_replica,
-        flush_every=config.pipeline.flush_every, constrained=config.decoding.constrained, calibration=config.calibration(),
+        flush_every=config.pipeline.flush_every, constrained=config.decoding.constrained, calibration=guard_calibration(config),
     )
     wanted = set(datasets)
     rows = [r for r in read_parts(parts) if r["dataset"] in wanted and r["mode"] in config.modes and r["sample_idx"] < config.n_samples]
@@ -123,6 +125,18 @@ def run(config: PredictConfig) -> Path:
     print(format_table(reports))
     log.info("wrote %s (%d rows)", out, len(rows))
     return out
+
+
+def guard_calibration(config: PredictConfig):
+    """The Calibration `decoding.calibration` names for this guard (None: raw probabilities)."""
+    from reasonguard.calibration import find_calibration
+
+    model_dir = None
+    if config.engine.kind != "openai":
+        from reasonguard.models import resolve_model
+
+        model_dir = resolve_model(config.engine.model)
+    return find_calibration(config.decoding.calibration, model_dir)
 
 
 def check_hygiene(config: PredictConfig, datasets: dict) -> None:

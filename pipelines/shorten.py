@@ -13,10 +13,10 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from pipelines.distill import PARTS, generate, token_counter, write_rows
+from pipelines.distill import PARTS, generate, token_counter
 from pipelines.llm import write_stream
 from reasonguard.engines.base import SamplingConfig
-from reasonguard.io import PartWriter, read_parts, write_json
+from reasonguard.io import PartWriter, read_parts, trace_table_path, write_json, write_single_parquet
 from reasonguard.shorten import (
     budget_record,
     budget_stats,
@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 
 def load_traces(path: str | Path, limit: int | None = None) -> list[dict]:
     """Kept traces from a distill output_dir (its traces.parquet) or a traces parquet file."""
-    path = Path(path)
-    file = path / "traces.parquet" if path.is_dir() else path
+    file = trace_table_path(path)
     if not file.exists():
         raise FileNotFoundError(f"no traces at {file}: run jobs.distill first, or point 'traces' at a traces.parquet")
     traces = traces_of(read_parts(file))
@@ -82,8 +81,9 @@ def finalize_shorten(out: Path, traces: Sequence[dict], budgets: Sequence[int]) 
         key=lambda r: (r["dataset"], r["id"], r["budget"]),
     )
     for budget in budgets:
-        write_rows([r for r in records if r["budget"] == budget], out / f"traces_budget_{budget}.parquet", like=records)
-    write_rows(wide_rows(records, budgets), out / "traces_budgets.parquet", like=wide_rows(records, budgets))
+        write_single_parquet([r for r in records if r["budget"] == budget], out / f"traces_budget_{budget}.parquet", schema_like=records)
+    wide = wide_rows(records, budgets)
+    write_single_parquet(wide, out / "traces_budgets.parquet", schema_like=wide)
     stats = budget_stats(records, budgets)
     write_json(stats, out / "budget_stats.json")
     for budget, s in stats["budgets"].items():

@@ -58,12 +58,33 @@ def done_keys(folder: str | Path, key_columns: Sequence[str]) -> set[tuple]:
     return {tuple(r[c] for c in key_columns) for r in read_parts(folder, columns=list(key_columns))}
 
 
-def write_single_parquet(rows: Iterable[dict], path: str | Path) -> Path:
-    """Consolidate rows into one parquet file (atomic)."""
+TRACE_FILES = ("traces_budgets.parquet", "traces.parquet")  # a shorten / distill (or import) output_dir's trace table
+
+
+def trace_table_path(path: str | Path) -> Path:
+    """The one rule for "a traces path": a file as it is; a run folder -> its shortened table
+    (traces_budgets.parquet, from shorten) if there is one, else its traces.parquet (distill, import)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in TRACE_FILES:
+        if (path / name).exists():
+            return path / name
+    raise FileNotFoundError(f"{path} holds no trace table ({' or '.join(TRACE_FILES)}): run distill, import_traces or shorten first")
+
+
+def write_single_parquet(rows: Iterable[dict], path: str | Path, schema_like: Sequence[dict] = ()) -> Path:
+    """Consolidate rows into one parquet file (atomic). With no rows, the columns of `schema_like`
+    (rows of the same table) are kept, so readers of an empty result still find its columns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    if rows:
+        table = pa.Table.from_pylist(rows)
+    elif schema_like:
+        table = pa.Table.from_pylist(list(schema_like[:64])).schema.empty_table()
+    else:
+        table = pa.table({})
     tmp = path.with_suffix(path.suffix + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

@@ -401,12 +401,20 @@ def evaluate_predictions(rows: Any, *, policy: ParseFailurePolicy = "count_as_wr
     return reports
 
 
+def suite_mean(values: Iterable[float | None]) -> float:
+    """The one suite average: the unweighted mean over datasets, as the paper averages, of the values
+    that exist (None and NaN are left out: a metric undefined on one set does not void the average);
+    NaN when none exists."""
+    present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return sum(present) / len(present) if present else float("nan")
+
+
 def suite_averages(reports: Iterable[DatasetTaskReport], metric: str = "f1_mean") -> dict[str, float]:
-    """Per task, the unweighted mean of `metric` (a `to_record` key) over datasets, as the paper averages."""
+    """Per task, `suite_mean` of `metric` (a `to_record` key) over datasets."""
     by_task: dict[str, list[float]] = {}
     for report in reports:
         by_task.setdefault(report.task, []).append(float(report.to_record()[metric]))
-    return {task: float(np.mean(values)) for task, values in by_task.items()}
+    return {task: suite_mean(values) for task, values in by_task.items()}
 
 
 def evaluate_by(rows: Any, keys: Sequence[str] = ("mode",), *, policy: ParseFailurePolicy = "count_as_wrong") -> list[dict[str, Any]]:

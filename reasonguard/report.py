@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from reasonguard.metrics import suite_mean
+
 TASK_TITLES = {"prompt": "Prompt harm (harmful-class F1)", "response": "Response harm (harmful-class F1)",
                "refusal": "Refusal detection (refusal-class F1)"}
 
@@ -39,15 +41,10 @@ def cost_table(records: Sequence[dict]) -> str:
              "|---|---|---:|---:|---:|---:|"]
     for guard, mode in keys:
         rows = [r for r in records if r["guard"] == guard and r["mode"] == mode]
-        mean = lambda k: _nanmean([r[k] for r in rows])  # noqa: E731
+        mean = lambda k: suite_mean([r[k] for r in rows])  # noqa: E731
         lines.append(f"| {guard} | {mode} | {_fmt(mean('mean_output_tokens'), 1)} | {_fmt(mean('latency_mean_s'), 1, 3)} | "
                      f"{_fmt(mean('latency_p90_s'), 1, 3)} | {_fmt(mean('parse_failure_rate'))} |")
     return "\n".join(lines)
-
-
-def _nanmean(values: Sequence[float | None]) -> float:
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(present) / len(present) if present else float("nan")
 
 
 def summary(records: Sequence[dict]) -> list[dict]:
@@ -57,9 +54,9 @@ def summary(records: Sequence[dict]) -> list[dict]:
         rows = [r for r in records if (r["guard"], r["mode"], r["task"]) == (guard, mode, task)]
         out.append({
             "guard": guard, "mode": mode, "task": task, "n_datasets": len(rows),
-            "f1_mean": _nanmean([r["f1_mean"] for r in rows]), "majority_f1": _nanmean([r["majority_f1"] for r in rows]),
-            "mean_output_tokens": _nanmean([r["mean_output_tokens"] for r in rows]),
-            "latency_mean_s": _nanmean([r["latency_mean_s"] for r in rows]), "budget": rows[0].get("budget"),
+            "f1_mean": suite_mean([r["f1_mean"] for r in rows]), "majority_f1": suite_mean([r["majority_f1"] for r in rows]),
+            "mean_output_tokens": suite_mean([r["mean_output_tokens"] for r in rows]),
+            "latency_mean_s": suite_mean([r["latency_mean_s"] for r in rows]), "budget": rows[0].get("budget"),
         })
     return out
 
@@ -164,7 +161,7 @@ def write_plots(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
     paths.append(_save(fig, out_dir / "f1_vs_tokens.png"))
     # 3. Latency per guard/mode (budget on the label when known).
     keys = sorted({(s["guard"], s["mode"], s["budget"]) for s in summ}, key=lambda k: (str(k[2]), k[0], k[1]))
-    lat = [_nanmean([s["latency_mean_s"] for s in summ if (s["guard"], s["mode"]) == k[:2]]) for k in keys]
+    lat = [suite_mean([s["latency_mean_s"] for s in summ if (s["guard"], s["mode"]) == k[:2]]) for k in keys]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(range(len(keys)), [0.0 if math.isnan(v) else v for v in lat])
     ax.set_xticks(range(len(keys)))

@@ -423,9 +423,6 @@ def pack_sequences(examples: Sequence[EncodedExample], max_len: int) -> list[Pac
 # ---------------------------------------------------------------- files
 
 
-TRACE_FILES = ("traces_budgets.parquet", "traces.parquet")  # a shorten / distill output_dir's trace table
-
-
 def read_rows(path: str) -> list[dict]:
     """Rows of a parquet file, a folder of parquet parts, a distill/shorten output folder (its trace
     table), or a jsonl/json/csv table (local or URL)."""
@@ -434,11 +431,12 @@ def read_rows(path: str) -> list[dict]:
     from reasonguard.datasets import read_records
     from reasonguard.io import read_parts
 
+    from reasonguard.io import TRACE_FILES, trace_table_path
+
     local = Path(path)
     if local.is_dir():
-        for name in TRACE_FILES:
-            if (local / name).exists():
-                return read_parts(local / name)
+        if any((local / name).exists() for name in TRACE_FILES):
+            return read_parts(trace_table_path(local))
         rows = read_parts(local)
         if not rows:
             rows = [r for f in sorted(local.glob("*.parquet")) for r in read_parts(f)]
@@ -473,7 +471,9 @@ def build_from_config(config) -> SftBuildResult:
     from reasonguard.datasets import load_dataset
 
     traces = [it for path in config.traces for it in items_from_traces(read_rows(path), config.budget)]
-    labelled = [it for source in config.labelled for it in items_from_examples(source.load())]
+    from reasonguard.datasets.sources import load_source
+
+    labelled = [it for source in config.labelled for it in items_from_examples(load_source(source))]
     topic: list[SourceItem] = []
     if config.topic_following is not None:
         mix = config.topic_following

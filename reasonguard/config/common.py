@@ -61,27 +61,6 @@ class DataSource(StrictModel):
 
         return Path(self.path).name.split(".")[0]
 
-    def load(self) -> list:
-        """The examples this source names (GuardExample rows)."""
-        from reasonguard.datasets import ColumnMapping, load_dataset, load_table
-
-        if self.dataset is not None:
-            examples = load_dataset(self.dataset, root=self.root)
-        else:
-            examples = load_table(self.path, ColumnMapping(**self.columns), source=self.display_name, label_map=self.label_map)
-        if self.split is not None:
-            examples = [e for e in examples if e.split == self.split]
-        examples = examples[self.offset :]
-        if self.limit is not None:
-            examples = examples[: self.limit]
-        if self.sample is not None and self.sample < len(examples):
-            rng = random.Random(self.seed)
-            keep = sorted(rng.sample(range(len(examples)), self.sample))
-            examples = [examples[i] for i in keep]
-        if not examples:
-            raise ValueError(f"data source {self.display_name!r} yielded no examples (split={self.split!r})")
-        return examples
-
 
 class SamplingSettings(StrictModel):
     """Decoding settings (paper defaults for the guard: temperature 0.6, top-p 0.95, 400 new tokens)."""

@@ -66,9 +66,6 @@ class DistillConfig(StrictModel):
             raise ValueError(f"data names must be unique (set 'name' to tell them apart): {names}")
         return self
 
-    def load_datasets(self) -> dict[str, list]:
-        return {d.display_name: d.load() for d in self.data}
-
 
 class ShortenConfig(StrictModel):
     """What `jobs.shorten` runs: an LLM rewrite of each kept trace into at most N sentences per budget."""

@@ -51,30 +51,3 @@ class PredictConfig(StrictModel):
     def sampling_by_mode(self) -> dict:
         """SamplingConfig per mode (n=1: each sample is its own row with seed + k)."""
         return {m: self.sampling.to_sampling(max_tokens=self.max_tokens_by_mode.get(m, self.sampling.max_tokens)) for m in self.modes}
-
-    def calibration(self):
-        """The Calibration `decoding.calibration` names (None: raw probabilities)."""
-        from reasonguard.calibration import find_calibration
-
-        model_dir = None
-        if self.engine.kind != "openai":
-            from reasonguard.models import resolve_model
-
-            model_dir = resolve_model(self.engine.model)
-        return find_calibration(self.decoding.calibration, model_dir)
-
-    def load_datasets(self) -> dict[str, list]:
-        """{name: examples} of `data` and the suite entries (suite entries are named as in the suite)."""
-        from reasonguard.datasets import EVAL_SUITE, EXTRA_SUITE
-
-        out = {d.display_name: d.load() for d in self.data}
-        entries = {"guardreasoner": EVAL_SUITE, "extra": EXTRA_SUITE, "all": EVAL_SUITE + EXTRA_SUITE}.get(self.suite or "", ())
-        for entry in entries:
-            examples = entry.load(root=self.datasets_root, limit=self.suite_limit)
-            if self.suite_sample is not None and self.suite_sample < len(examples):
-                import random
-
-                keep = sorted(random.Random(self.suite_seed).sample(range(len(examples)), self.suite_sample))
-                examples = [examples[i] for i in keep]
-            out[entry.name] = examples
-        return out

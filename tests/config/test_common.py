@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from reasonguard.datasets.sources import load_predict_datasets, load_source
 from reasonguard.config import ConfigError, validate_config
 from reasonguard.config.common import DataSource, SamplingSettings
 from reasonguard.config.demo import DemoConfig
@@ -25,25 +26,25 @@ def test_unknown_dataset_is_named_with_the_registered_ones():
 
 
 def test_split_limit_and_seeded_sample():
-    test = DataSource(dataset="demo", split="test").load()
+    test = load_source(DataSource(dataset="demo", split="test"))
     assert test and all(e.split == "test" for e in test)
-    assert len(DataSource(dataset="demo", split="test", limit=5).load()) == 5
-    a = DataSource(dataset="demo", sample=7, seed=1).load()
-    b = DataSource(dataset="demo", sample=7, seed=1).load()
-    c = DataSource(dataset="demo", sample=7, seed=2).load()
+    assert len(load_source(DataSource(dataset="demo", split="test", limit=5))) == 5
+    a = load_source(DataSource(dataset="demo", sample=7, seed=1))
+    b = load_source(DataSource(dataset="demo", sample=7, seed=1))
+    c = load_source(DataSource(dataset="demo", sample=7, seed=2))
     assert [e.id for e in a] == [e.id for e in b] and len(a) == 7
     assert [e.id for e in a] != [e.id for e in c]
 
 
 def test_empty_source_is_an_error():
     with pytest.raises(ValueError, match="no examples"):
-        DataSource(dataset="demo", split="nonexistent").load()
+        load_source(DataSource(dataset="demo", split="nonexistent"))
 
 
 def test_table_source_with_column_mapping(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text("\n".join(json.dumps({"text": f"q{i}", "y": i % 2}) for i in range(4)))
-    rows = DataSource(path=str(path), columns={"prompt": "text", "prompt_harm_label": "y"}).load()
+    rows = load_source(DataSource(path=str(path), columns={"prompt": "text", "prompt_harm_label": "y"}))
     assert [r.prompt_harm_label for r in rows] == ["unharmful", "harmful", "unharmful", "harmful"]
     assert rows[0].source == "mine"
 
@@ -70,7 +71,7 @@ def test_predict_config_per_mode_tokens_and_errors():
 def test_suite_is_loaded_under_suite_names():
     cfg = PredictConfig(engine=ENGINE, suite="guardreasoner", suite_limit=2)
     try:
-        loaded = cfg.load_datasets()
+        loaded = load_predict_datasets(cfg)
     except FileNotFoundError:
         pytest.skip("vendored datasets not present")
     assert "xstest_response_refusal" in loaded and all(len(v) <= 2 for v in loaded.values())
@@ -86,8 +87,8 @@ def test_demo_config_checks_stage_sections(repo_root):
 
 
 def test_offset_and_limit_split_a_dataset_without_overlap():
-    first = DataSource(dataset="demo", split="train", limit=20).load()
-    rest = DataSource(dataset="demo", split="train", offset=20).load()
+    first = load_source(DataSource(dataset="demo", split="train", limit=20))
+    rest = load_source(DataSource(dataset="demo", split="train", offset=20))
     assert len(first) == 20 and rest and not {e.id for e in first} & {e.id for e in rest}
 
 
