@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from reasonguard.config.train import SftDataConfig
+from reasonguard.config.sft_data import SftDataConfig
 from pipelines.sft_data import run  # noqa: F401 - the stage body lives in pipelines
 
 

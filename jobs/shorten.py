@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from reasonguard.config.distill import ShortenConfig
+from reasonguard.config.shorten import ShortenConfig
 from pipelines.shorten import run  # noqa: F401 - the stage body lives in pipelines
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reasonguard.config.train import SftDataConfig
+from reasonguard.config.sft_data import SftDataConfig
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from reasonguard.shorten import (
     traces_of,
     wide_rows,
 )
-from reasonguard.config.distill import ShortenConfig
+from reasonguard.config.shorten import ShortenConfig
 
 log = logging.getLogger(__name__)
 

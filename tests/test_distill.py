@@ -7,7 +7,8 @@ import json
 import pytest
 
 from reasonguard.config.base import ConfigError, validate_config
-from reasonguard.config.distill import DistillConfig, ShortenConfig, TraceFilters
+from reasonguard.config.distill import DistillConfig, TraceFilters
+from reasonguard.config.shorten import ShortenConfig
 from reasonguard.distill import (
     DROP_REASONS,
     check_trace,

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from reasonguard.config import ConfigError, validate_config
-from reasonguard.config.train import SftDataConfig
+from reasonguard.config.sft_data import SftDataConfig
 from reasonguard.prompts import mode_of_prompt
 from reasonguard.schema import GuardExample
 from reasonguard.sft import (

@@ -71,7 +71,7 @@ class SamplingSettings(StrictModel):
     seed: int | None = Field(0, description="Base seed; sample k of an item uses seed + k (None = unseeded).")
 
     def to_sampling(self, **overrides: Any):
-        from reasonguard.engines.base import SamplingConfig
+        from reasonguard.sampling import SamplingConfig
 
         fields = {**self.model_dump(), **overrides}
         return SamplingConfig(**fields)

@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
 from reasonguard.config.common import DataSource, PipelineSettings, PolicySpec, RayConfig, SamplingSettings
-from reasonguard.engines.config import EngineConfig
+from reasonguard.config.engine import EngineConfig
 
 
 class TraceFilters(StrictModel):
@@ -64,30 +64,4 @@ class DistillConfig(StrictModel):
         names = [d.display_name for d in self.data]
         if len(set(names)) != len(names):
             raise ValueError(f"data names must be unique (set 'name' to tell them apart): {names}")
-        return self
-
-
-class ShortenConfig(StrictModel):
-    """What `jobs.shorten` runs: an LLM rewrite of each kept trace into at most N sentences per budget."""
-
-    traces: str = Field(description="traces.parquet of a distill run, or that run's output_dir.")
-    engine: EngineConfig = Field(description="The rewriter (often the teacher itself).")
-    budgets: list[int] = Field(default_factory=lambda: [1, 3], min_length=1, description="Sentence budgets (paper: 1 and 3).")
-    sampling: SamplingSettings = Field(
-        default_factory=lambda: SamplingSettings(temperature=0.3, top_p=0.95, max_tokens=256),
-        description="Rewrite decoding; keep max_tokens small, a rewrite is a few sentences.",
-    )
-    tokenizer: str | None = Field(
-        None, description="Tokenizer for the token-length statistics; None = the rewriter's own for local engines, "
-        "words for an HTTP rewriter.",
-    )
-    limit: int | None = Field(None, ge=1, description="Only the first N traces (smoke runs).")
-    output_dir: str = "outputs/shorten"
-    ray: RayConfig = Field(default_factory=RayConfig)
-    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
-
-    @model_validator(mode="after")
-    def _budgets(self) -> "ShortenConfig":
-        if any(b < 1 for b in self.budgets) or len(set(self.budgets)) != len(self.budgets):
-            raise ValueError(f"budgets must be distinct positive sentence counts, got {self.budgets}")
         return self

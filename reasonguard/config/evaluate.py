@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
 from reasonguard.config.predict import PredictConfig
-from reasonguard.engines.config import EngineConfig
+from reasonguard.config.engine import EngineConfig
 
 
 class GuardSpec(StrictModel):

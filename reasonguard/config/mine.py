@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel, deep_merge, validate_config
 from reasonguard.config.common import DataSource, Mode, PipelineSettings, PolicySpec, RayConfig, SamplingSettings
-from reasonguard.engines.config import EngineConfig
+from reasonguard.config.engine import EngineConfig
 
 
 class MineConfig(StrictModel):

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
 from reasonguard.config.common import DataSource, DecodingSettings, Mode, PipelineSettings, PolicySpec, RayConfig, SamplingSettings
-from reasonguard.engines.config import EngineConfig
+from reasonguard.config.engine import EngineConfig
 
 
 class PredictConfig(StrictModel):

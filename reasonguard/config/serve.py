@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
 from reasonguard.config.common import Mode, PolicySpec, RayConfig
-from reasonguard.engines.config import EngineConfig
+from reasonguard.config.engine import EngineConfig
 
 
 class AutoscalingSettings(StrictModel):

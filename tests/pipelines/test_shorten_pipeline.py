@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from reasonguard.config.distill import ShortenConfig, TraceFilters
+from reasonguard.config.distill import TraceFilters
+from reasonguard.config.shorten import ShortenConfig
 from reasonguard.datasets import load_dataset
 from reasonguard.distill import trace_record
 from reasonguard.io import write_single_parquet

@@ -31,7 +31,7 @@ def sft_build(traces_path) -> dict:
 @pytest.fixture(scope="session")
 def sft_path(sft_build, tmp_path_factory) -> str:
     from reasonguard.config import validate_config
-    from reasonguard.config.train import SftDataConfig
+    from reasonguard.config.sft_data import SftDataConfig
     from reasonguard.sft import build_from_config, write_rows
 
     rows = build_from_config(validate_config(SftDataConfig, sft_build)).rows

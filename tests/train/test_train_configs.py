@@ -5,7 +5,8 @@ from __future__ import annotations
 import yaml
 
 from reasonguard.config import load_config
-from reasonguard.config.train import SftDataConfig, TrainConfig
+from reasonguard.config.sft_data import SftDataConfig
+from reasonguard.config.train import TrainConfig
 from reasonguard.train.deepspeed_config import build_deepspeed_config
 from reasonguard.train.loop import ds_config_of, precision_of
 
