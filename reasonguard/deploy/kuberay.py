@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"runtime_env.working_dir for the cluster (default {DEFAULT_WORKING_DIR_URI}: the code in the image; '' drops it)",
     )
     rs.set_defaults(func=_cmd_render_rayservice)
-    rd = sub.add_parser("render", help="print a kustomize directory rendered by the built-in renderer")
+    rd = sub.add_parser("render", help="print a kustomize directory rendered by kubectl kustomize")
     rd.add_argument("directory", type=Path)
     rd.set_defaults(func=_cmd_render)
     va = sub.add_parser("validate", help="validate base and overlays against the KubeRay CRDs")
