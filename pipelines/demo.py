@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 
 def run(config: DemoConfig) -> Path:
     from pipelines.predict import format_table
+    from pipelines.predict import read_results
     from pipelines.predict import run as run_predict
-    from reasonguard.io import read_parts, write_json
-    from reasonguard.metrics import evaluate_by
+    from reasonguard.io import write_json
     from reasonguard.models import resolve_model
 
     out = Path(config.output_dir)
@@ -45,7 +45,7 @@ def run(config: DemoConfig) -> Path:
             engine = config.predict.engine.model_copy(update={"model": model})
             pred = config.predict.model_copy(update={"engine": engine, "output_dir": str(out / f"predict_{name}")})
             run_predict(pred)
-            for rec in evaluate_by(read_parts(Path(pred.output_dir) / "predictions"), ("mode",)):
+            for rec in read_results(pred.output_dir)[1]:
                 records.append({"guard": name, **rec})
         write_json({"guards": guards, "reports": records}, out / "summary.json")
         print("\n" + "\n\n".join(f"== guard: {g} ({guards[g]})\n" + format_table([r for r in records if r["guard"] == g]) for g in guards))

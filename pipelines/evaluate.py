@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def run(config: EvaluateConfig) -> Path:
+    from pipelines.predict import read_results
     from pipelines.predict import run as run_predict
-    from reasonguard.io import read_parts, write_json
-    from reasonguard.metrics import evaluate_by
+    from reasonguard.io import write_json
     from reasonguard.report import render_report, summary, write_plots, write_reliability_diagram
 
     out = Path(config.output_dir)
@@ -36,8 +36,8 @@ def run(config: EvaluateConfig) -> Path:
     for guard in config.guards:
         pred = config.predict_config(guard)
         run_predict(pred)
-        rows = [r for r in read_parts(Path(pred.output_dir) / "predictions") if r["mode"] in pred.modes and r["sample_idx"] < pred.n_samples]
-        for rec in evaluate_by(rows, ("mode",)):
+        rows, reports = read_results(pred.output_dir)
+        for rec in reports:
             records.append({"guard": guard.name, "model": guard.engine.model, "budget": guard.budget, **rec})
         if config.calibration.fit:
             cal_records, guard_curves = fit_and_report_calibration(config, guard, pred, rows)

@@ -97,12 +97,12 @@ def run_predictions(
 
 
 def run(config: PredictConfig) -> Path:
-    from pipelines.predict import run_predictions
+    """Predict, then write `predictions.parquet` (exactly this run's items, modes and samples) and
+    `metrics.json`; stages that chain predict (evaluate, demo) read those two files."""
     from pipelines.ray_utils import init_ray
+    from reasonguard.datasets.sources import load_predict_datasets
     from reasonguard.io import read_parts, write_json, write_single_parquet
     from reasonguard.metrics import evaluate_by
-
-    from reasonguard.datasets.sources import load_predict_datasets
 
     datasets = load_predict_datasets(config)  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
@@ -117,14 +117,27 @@ def run(config: PredictConfig) -> Path:
         concurrency=config.pipeline.concurrency, gpus_per_replica=config.pipeline.gpus_per_replica,
         flush_every=config.pipeline.flush_every, constrained=config.decoding.constrained, calibration=guard_calibration(config),
     )
-    wanted = set(datasets)
-    rows = [r for r in read_parts(parts) if r["dataset"] in wanted and r["mode"] in config.modes and r["sample_idx"] < config.n_samples]
+    # Keyed on (dataset, item_id): a reused output_dir may hold other items of the same dataset
+    # (another suite_sample, limit or split), which must not mix into this run's metrics.
+    wanted = {(name, ex.id) for name, examples in datasets.items() for ex in examples}
+    rows = [r for r in read_parts(parts)
+            if (r["dataset"], r["item_id"]) in wanted and r["mode"] in config.modes and r["sample_idx"] < config.n_samples]
     write_single_parquet(rows, out / "predictions.parquet")
     reports = evaluate_by(rows, ("mode",))
     write_json({"model": config.engine.model, "reports": reports}, out / "metrics.json")
     print(format_table(reports))
     log.info("wrote %s (%d rows)", out, len(rows))
     return out
+
+
+def read_results(output_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(prediction rows, metric records) that `run` wrote in `output_dir`."""
+    import json
+
+    from reasonguard.io import read_parts
+
+    out = Path(output_dir)
+    return read_parts(out / "predictions.parquet"), json.loads((out / "metrics.json").read_text())["reports"]
 
 
 def guard_calibration(config: PredictConfig):

@@ -74,6 +74,13 @@ def test_engine_actor_path_with_transformers_completes_a_partial_run(tmp_path, t
     assert len(counts) == 2 * 2 * 2 and set(counts.values()) == {1}
     assert all(r["model_id"] == tiny_model_dir for r in rows)
     assert all(r["parsed_ok"] and r["score_exact"] and r["p_prompt_harm"] is not None for r in rows)  # constrained in the engine actors too
+    # A smaller run into the same folder reports only its own items, not the other rows already there.
+    from pipelines.predict import read_results
+
+    run(config(tmp_path, engine, limit=1, n_samples=1))
+    rows, reports = read_results(tmp_path)
+    assert len({r["item_id"] for r in rows}) == 1 and len(rows) == 2  # one item, two modes, one sample
+    assert {r["n_items"] for r in reports} == {1}
 
 
 @pytest.mark.vllm
