@@ -132,7 +132,7 @@ class EngineActor:
             groups.setdefault(json.dumps(_plain(row["sampling_params"]), sort_keys=True), []).append(i)
         for key, idxs in groups.items():
             params = json.loads(key)
-            sampling = SamplingConfig(n=1, **{k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens", "seed")})
+            sampling = SamplingConfig.from_params(params)
             spec = VerdictSpec.from_extra_args(params.get("extra_args"))
             try:
                 outputs = self.engine.generate([_plain(rows[i]["messages"]) for i in idxs], sampling,

@@ -58,7 +58,7 @@ def run(config: MineConfig) -> Path:
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sampling = {config.mode: config.sampling.to_sampling(max_tokens=config.max_tokens_by_mode.get(config.mode, config.sampling.max_tokens))}
+    sampling = config.sampling.by_mode([config.mode], config.max_tokens_by_mode)
     parts = run_predictions(
         {"pool": examples}, [config.mode], config.n_samples, out, engine_config=config.guard, sampling_by_mode=sampling,
         policy=config.policy, batch_size=config.pipeline.batch_size, concurrency=config.pipeline.concurrency,

@@ -198,16 +198,9 @@ def teacher_messages(example: GuardExample, policy=None, max_sentences: int = 8)
     return [{"role": "user", "content": prompt}]
 
 
-def sampling_params(sampling: SamplingConfig) -> dict:
-    params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-    if sampling.seed is not None:
-        params["seed"] = int(sampling.seed)
-    return params
-
-
 def teacher_request_row(row: dict, sampling: SamplingConfig, policy=None, max_sentences: int = 8) -> dict:
     """Preprocess: work row -> chat messages + sampling params."""
-    return {**row, "messages": teacher_messages(example_of(row), policy, max_sentences), "sampling_params": sampling_params(sampling)}
+    return {**row, "messages": teacher_messages(example_of(row), policy, max_sentences), "sampling_params": sampling.to_params()}
 
 
 def trace_record(

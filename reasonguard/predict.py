@@ -256,9 +256,7 @@ def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=N
     from reasonguard.engines.vllm_engine import verdict_sampling_fields
 
     sampling = sampling_by_mode[row["mode"]]
-    params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-    if sampling.seed is not None:
-        params["seed"] = int(sampling.seed) + int(row["sample_idx"])
+    params = sampling.to_params(seed_offset=int(row["sample_idx"]))
     example = _example_of(row)
     if constrained:
         params.update(verdict_sampling_fields(_vocabulary(vocab_source), verdict_spec(example, row["mode"])))

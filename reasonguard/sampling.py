@@ -17,6 +17,19 @@ class SamplingConfig:
     seed: int | None = None
     logprobs: int | None = None  # top-k log-probabilities per generated token, when wanted
 
+    def to_params(self, seed_offset: int = 0) -> dict:
+        """The per-row `sampling_params` of the Ray Data stages (vLLM SamplingParams fields; the
+        engine-actor stage reads them back with `from_params`). Sample k of an item: seed + k."""
+        params = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        if self.seed is not None:
+            params["seed"] = int(self.seed) + int(seed_offset)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict) -> "SamplingConfig":
+        """One sample with the fields `to_params` wrote (others, such as the verdict's, are the engine's)."""
+        return cls(n=1, **{k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens", "seed")})
+
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError("n must be >= 1")

@@ -164,11 +164,8 @@ def budget_work_rows(traces: Sequence[dict], budgets: Sequence[int], skip: set[t
 
 def rewrite_request_row(row: dict, sampling: SamplingConfig) -> dict:
     trace = json.loads(row["trace_json"])
-    params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-    if sampling.seed is not None:
-        params["seed"] = int(sampling.seed)
     msgs = rewrite_messages(trace["reasoning"], trace["prompt_harm_label"], trace["response_harm_label"], int(row["budget"]))
-    return {**row, "messages": msgs, "sampling_params": params}
+    return {**row, "messages": msgs, "sampling_params": sampling.to_params()}
 
 
 def budget_record(trace: dict, budget: int, raw_rewrite: str | None, *, rewriter_model: str, error: str | None = None,

@@ -70,6 +70,12 @@ class SamplingSettings(StrictModel):
     max_tokens: int = Field(400, ge=1)
     seed: int | None = Field(0, description="Base seed; sample k of an item uses seed + k (None = unseeded).")
 
+    def by_mode(self, modes, max_tokens_by_mode: dict | None = None) -> dict:
+        """One SamplingConfig per mode (n=1: each sample is its own row with seed + k), a mode's
+        max_tokens from `max_tokens_by_mode` where given (no_think needs few)."""
+        overrides = max_tokens_by_mode or {}
+        return {m: self.to_sampling(max_tokens=overrides.get(m, self.max_tokens)) for m in modes}
+
     def to_sampling(self, **overrides: Any):
         from reasonguard.sampling import SamplingConfig
 

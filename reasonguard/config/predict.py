@@ -50,4 +50,4 @@ class PredictConfig(StrictModel):
 
     def sampling_by_mode(self) -> dict:
         """SamplingConfig per mode (n=1: each sample is its own row with seed + k)."""
-        return {m: self.sampling.to_sampling(max_tokens=self.max_tokens_by_mode.get(m, self.sampling.max_tokens)) for m in self.modes}
+        return self.sampling.by_mode(self.modes, self.max_tokens_by_mode)
