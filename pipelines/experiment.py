@@ -1,13 +1,5 @@
-"""The experiment stage body; `jobs.experiment` is its entry point (config loading, CLI).
-
-`python -m jobs.experiment --config cluster/configs/experiment_<study>_local.yaml`: one study, one report.
-
-Studies (the paper's): `sample_efficiency` (subset sizes -> train -> evaluate), `budget` (full /
-3 / 1-sentence traces), `dual_mode` (dual-mode vs think-only training), `refinement` (a first
-guard, then continual SFT on its mined difficult samples vs on as many random pool items).
-Every variant trains with jobs.train under `output_dir/<variant>/train`; all of them are
-evaluated together by jobs.evaluate under `output_dir/evaluate` (metrics.json, report.md, plots),
-and `output_dir/report.md` adds the study's variants to that report.
+"""The experiment stage body: one study (train variants, evaluate them together, report).
+`jobs.experiment` is the entry point and documents the outputs.
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""The import traces stage body; `jobs.import_traces` is its entry point (config loading, CLI).
-
-`python -m jobs.import_traces --config cluster/configs/import_traces_local.yaml`: recorded teacher outputs
-as a distillation trace table.
-
-Reads GuardReasoner trace files, the Nemotron Content Safety Reasoning dataset or an earlier trace table,
-converts each teacher's reasoning to plain prose about prompt and response harm, filters it with
-distillation's own rules (label agreement with gold, well-formedness, label leakage, repetition,
-length), applies the multi-teacher rule (`choose`) and writes, under output_dir, what a distill run
-writes: `traces.parquet` (kept), `rejected.parquet` (dropped or not chosen, with reasons) and
-`stats.json` (distillation's counts plus per teacher, the rule and skipped rows). No Ray: it is
-file-to-file and takes seconds for thousands of traces.
+"""The trace-import stage body: recorded teacher outputs read, converted, filtered and chosen
+(reasonguard.trace_import). `jobs.import_traces` is the entry point and documents the outputs.
 """
 
 from __future__ import annotations

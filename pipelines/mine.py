@@ -1,12 +1,5 @@
-"""The mine stage body; `jobs.mine` is its entry point (config loading, CLI).
-
-`python -m jobs.mine --config cluster/configs/mine_local.yaml`: difficult samples, then continual SFT.
-
-Predicts N samples per pool item with the first-round guard, classifies every item as always
-right, always wrong or inconsistent (reasonguard.mining), writes the inconsistent ones to
-`output_dir/difficult.parquet` (trace-table columns, so training reads them directly) with the
-class counts in `mining.json`, and, when `train` is set, continues SFT from the guard's checkpoint
-on the difficult set (jobs.train; final checkpoint in `output_dir/train/final`).
+"""The mining stage body: sample the guard N times over a pool, keep the inconsistent items, continue SFT.
+`jobs.mine` is the entry point and documents the outputs.
 """
 
 from __future__ import annotations

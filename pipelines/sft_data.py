@@ -1,15 +1,5 @@
-"""The sft data stage body; `jobs.sft_data` is its entry point (config loading, CLI).
-
-`python -m jobs.sft_data --config cluster/configs/sft_data_local.yaml`: SFT chat rows for the student.
-
-Reads teacher traces (distill's `traces.parquet`, or shorten's `traces_budgets.parquet` with
-`reasoning_<N>` columns) and/or plain labelled datasets, and writes one row per chat to `output`
-(.parquet or .jsonl) plus `<output>.stats.json` (counts by mode, origin, label, and what was
-skipped). Pure CPU work without Ray; it runs the same under `ray job submit ... -- python -m
-jobs.sft_data --config ...`. jobs.train reads the file (`data.sft_path`), or builds the same rows
-itself (`data.build`).
-
-    python -m jobs.sft_data -c cluster/configs/sft_data_local.yaml --set budget=1 --set subset_size=500
+"""The SFT-data stage body: SFT chat rows built from labelled data and traces (reasonguard.sft).
+`jobs.sft_data` is the entry point and documents the outputs.
 """
 
 from __future__ import annotations

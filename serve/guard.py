@@ -101,12 +101,12 @@ class GuardServer:
         self._last_failure: str | None = None
         # Verdict-safe decoding where the engine can constrain (it carries the verdict vocabulary).
         self.vocab = getattr(engine, "vocab", None)
-        self.constrained = config.guard.constrained and self.vocab is not None
+        self.constrained = config.guard.decoding.constrained and self.vocab is not None
         self.calibration: Calibration | None = self._load_calibration(config)
 
     @staticmethod
     def _load_calibration(config: ServeConfig) -> Calibration | None:
-        setting = config.guard.calibration
+        setting = config.guard.decoding.calibration
         if setting in (None, "none"):
             return None
         model_dir = None

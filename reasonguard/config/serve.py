@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel
-from reasonguard.config.common import Mode, PolicySpec, RayConfig
+from reasonguard.config.common import DecodingSettings, Mode, PolicySpec, RayConfig
 from reasonguard.config.engine import EngineConfig
 
 
@@ -132,13 +132,9 @@ class GuardSettings(StrictModel):
         None, ge=0, le=1, description="Default decision threshold on `score` (calibrated where a calibration is loaded); "
         "None = the verdict.",
     )
-    constrained: bool = Field(
-        True, description="Verdict-safe decoding (vLLM and transformers engines): every answer parses; reasoning stays free "
-        "up to the budget, then the think block is closed and the verdict follows. False = raw output.",
-    )
-    calibration: str | None = Field(
-        "auto", description="Calibration of `score`: 'auto' = calibration.json beside the checkpoint when present, a path, "
-        "or None for the model's raw probability.",
+    decoding: DecodingSettings = Field(
+        default_factory=DecodingSettings, description="Verdict-safe decoding (vLLM and transformers engines) and the "
+        "calibration of `score` (the same block as predict's).",
     )
     on_missing_verdict: Literal["flag", "allow", "null"] = Field(
         "flag", description="When no verdict could be read (an unconstrained engine, a broken output): 'flag' = flagged "

@@ -25,19 +25,8 @@ log = logging.getLogger(__name__)
 class AsyncVLLMEngine:
     """One AsyncLLM; `await generate_one(messages, sampling)` per conversation."""
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        max_model_len: int | None = None,
-        tensor_parallel_size: int = 1,
-        dtype: str = "auto",
-        enforce_eager: bool | None = None,
-        gpu_memory_utilization: float = 0.9,
-        seed: int = 0,
-        model_id: str | None = None,
-        **engine_kwargs: Any,
-    ) -> None:
+    def __init__(self, model: str, *, model_id: str | None = None, **settings: Any) -> None:
+        """`settings`: as `VLLMEngine` (reasonguard.engines.vllm_engine.engine_args), the same vLLM settings."""
         self.model_id = model_id or model
         self.on_cpu = not _cuda_available()
         from transformers import AutoTokenizer
@@ -48,10 +37,7 @@ class AsyncVLLMEngine:
 
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.vocab = load_vocabulary(model)
-        kwargs = engine_args(  # the same settings VLLMEngine gets
-            model, on_gpu=not self.on_cpu, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed, **engine_kwargs,
-        )
+        kwargs = engine_args(model, on_gpu=not self.on_cpu, **settings)
         args = AsyncEngineArgs(model=model, disable_log_stats=True, **kwargs)
         log.info("starting vLLM AsyncLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, kwargs["dtype"])
         self._llm = AsyncLLM.from_engine_args(args)

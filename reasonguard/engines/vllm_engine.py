@@ -158,19 +158,9 @@ class VLLMEngine:
     True and `VLLM_CPU_KVCACHE_SPACE=1` (GiB of KV cache) unless already set.
     """
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        max_model_len: int | None = None,
-        tensor_parallel_size: int = 1,
-        dtype: str = "auto",
-        enforce_eager: bool | None = None,
-        gpu_memory_utilization: float = 0.9,
-        seed: int = 0,
-        model_id: str | None = None,
-        **engine_kwargs: Any,
-    ) -> None:
+    def __init__(self, model: str, *, model_id: str | None = None, **settings: Any) -> None:
+        """`settings`: those of `engine_args` (max_model_len, tensor_parallel_size, dtype, enforce_eager,
+        gpu_memory_utilization, seed) and any other vLLM engine keyword."""
         self.model_id = model_id or model
         self.on_cpu = not _cuda_available()
         from vllm import LLM
@@ -178,10 +168,7 @@ class VLLMEngine:
         from reasonguard.engines.vocab import load_vocabulary
 
         self.vocab = load_vocabulary(model)
-        self.engine_kwargs = {"model": model, **engine_args(
-            model, on_gpu=not self.on_cpu, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed, **engine_kwargs,
-        )}
+        self.engine_kwargs = {"model": model, **engine_args(model, on_gpu=not self.on_cpu, **settings)}
         log.info("starting vLLM for %s (cpu=%s, dtype=%s)", model, self.on_cpu, self.engine_kwargs["dtype"])
         self._llm = LLM(**self.engine_kwargs)
 

@@ -229,7 +229,7 @@ def test_a_calibration_file_rescales_the_score_and_the_threshold_reads_it(engine
     from reasonguard.calibration import Calibration, save_calibration, scale
 
     save_calibration(Calibration(temperatures={"prompt/no_think": 3.0}), tmp_path)
-    s = server(engine, guard__calibration=str(tmp_path), guard__threshold=0.7)
+    s = server(engine, guard__decoding__calibration=str(tmp_path), guard__threshold=0.7)
     out = s.guard(GuardRequest(prompt="a bomb"))
     assert out.calibrated and out.score == pytest.approx(scale(0.83, 3.0))
     assert out.flagged is False  # raw 0.83 would pass 0.7; calibrated ~0.63 does not
