@@ -41,6 +41,7 @@ def main() -> None:
 
     # 1. Ray Data + vLLM pipeline, one mode per run (engine actor start included).
     from pipelines.predict import run_predictions
+    from reasonguard.config.common import PipelineSettings
     from pipelines.ray_utils import init_ray
     from reasonguard.io import read_parts
 
@@ -49,7 +50,8 @@ def main() -> None:
     for mode in ("no_think", "think"):
         out = tempfile.mkdtemp(prefix="bench-pipe-")
         start = time.perf_counter()
-        run_predictions({"demo": examples}, [mode], 1, out, engine_config=cfg, sampling_by_mode=sampling, batch_size=16)
+        run_predictions({"demo": examples}, [mode], 1, out, engine_config=cfg, sampling_by_mode=sampling,
+                        pipeline=PipelineSettings(batch_size=16))
         wall = time.perf_counter() - start
         rows = read_parts(os.path.join(out, "predictions"))
         results.append(_row("ray data + vllm", mode, len(rows), wall, None, sum(r["output_tokens"] for r in rows)))

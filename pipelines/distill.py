@@ -9,11 +9,11 @@ finished and a re-run skips every item already done; only inference errors are t
 from __future__ import annotations
 
 import logging
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pipelines.llm import write_stream
+from pipelines.llm import PARTS, generate, token_counter, write_stream
 from reasonguard.distill import (
     distill_stats,
     done_key_filter,
@@ -29,84 +29,6 @@ from reasonguard.schema import GuardExample
 from reasonguard.config.distill import DistillConfig
 
 log = logging.getLogger(__name__)
-PARTS = "parts"
-
-
-@lru_cache(maxsize=4)
-def _load_tokenizer(source: str) -> Callable[[str], int]:
-    """A token counter for a local checkpoint folder or a hub id.
-
-    `tokenizer.json` through the `tokenizers` library loads in 0.1 s; importing transformers takes
-    ~7 s on 2 cores, paid by every Ray task worker that runs postprocess. AutoTokenizer is the
-    fallback for models without a tokenizer.json.
-    """
-    folder = Path(source)
-    path: Path | None = folder / "tokenizer.json"
-    if not folder.exists():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(source, "tokenizer.json"))
-        except Exception:  # no tokenizer.json on the hub (or offline): transformers decides
-            path = None
-    if path is not None and path.exists():
-        from tokenizers import Tokenizer
-
-        fast = Tokenizer.from_file(str(path))
-        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
-    from transformers import AutoTokenizer
-
-    slow = AutoTokenizer.from_pretrained(source)
-    return lambda text: len(slow(text, add_special_tokens=False)["input_ids"])
-
-
-class TokenCounter:
-    """Counts tokens with a model's tokenizer; picklable (the tokenizer loads once per process)."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def __call__(self, text: str) -> int:
-        return _load_tokenizer(self.source)(text)
-
-
-def token_counter(tokenizer: str | None, engine_config) -> TokenCounter | None:
-    """The configured tokenizer, else the engine's own for local engines; None (words only) for HTTP.
-
-    Aliases resolve here, on the driver, so workers get a plain path (or hub id)."""
-    from reasonguard.models import resolve_model
-
-    name = tokenizer or (engine_config.model if engine_config.kind != "openai" else None)
-    return TokenCounter(resolve_model(name)) if name else None
-
-
-def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post: Callable[[dict], dict], pipeline) -> Iterator[dict]:
-    """Stream `work` rows through preprocess -> engine -> postprocess; yields rows as they finish.
-
-    vLLM engines go through `ray.data.llm` (vLLM actors, continuous batching); other kinds through
-    an actor pool over the reasonguard engine. A row the vLLM stage failed on comes back without
-    postprocess (ray.data.llm skips it), marked by `__inference_error__`: the caller handles it.
-    """
-    import ray.data
-
-    from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage
-
-    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // pipeline.batch_size, 200)))
-    if engine_config.kind == "vllm":
-        from reasonguard.models import resolve_model
-
-        model_path = resolve_model(engine_config.model)
-        processor = vllm_stage(
-            model_path, vllm_engine_kwargs(engine_config, model_path, pipeline.gpus_per_replica > 0), pre, post,
-            batch_size=pipeline.batch_size, concurrency=pipeline.concurrency, gpus_per_replica=pipeline.gpus_per_replica,
-        )
-        ds = processor(ds)
-    else:
-        ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=pipeline.batch_size,
-                          concurrency=pipeline.concurrency, gpus_per_replica=pipeline.gpus_per_replica)
-    yield from ds.iter_rows()
-
-
 def run_distill(
     datasets: dict[str, Sequence[GuardExample]],
     output_dir: str | Path,

@@ -66,7 +66,7 @@ def run(config: ImportTracesConfig) -> Path:
     (out / "config.yaml").write_text(dump_config(config))
     count = None
     if config.tokenizer:
-        from pipelines.distill import TokenCounter
+        from pipelines.llm import TokenCounter
         from reasonguard.models import resolve_model
 
         count = TokenCounter(resolve_model(config.tokenizer))

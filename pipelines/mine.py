@@ -54,8 +54,7 @@ def run(config: MineConfig) -> Path:
     sampling = config.sampling.by_mode([config.mode], config.max_tokens_by_mode)
     parts = run_predictions(
         {"pool": examples}, [config.mode], config.n_samples, out, engine_config=config.guard, sampling_by_mode=sampling,
-        policy=config.policy, batch_size=config.pipeline.batch_size, concurrency=config.pipeline.concurrency,
-        gpus_per_replica=config.pipeline.gpus_per_replica, flush_every=config.pipeline.flush_every,
+        policy=config.policy, pipeline=config.pipeline,
     )
     rows = [r for r in read_parts(parts) if r["mode"] == config.mode and r["sample_idx"] < config.n_samples]
     result = classify_items(rows)

@@ -49,19 +49,17 @@ def run_predictions(
     engine_config,
     sampling_by_mode: dict[str, SamplingConfig],
     policy=None,
-    batch_size: int = 16,
-    concurrency: int = 1,
-    gpus_per_replica: float = 0,
-    flush_every: int = 64,
+    pipeline=None,
     constrained: bool = True,
     calibration=None,
 ) -> Path:
     """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder.
     `constrained`: verdict-safe decoding; `calibration`: applied to P(harmful) (reasonguard.calibration)."""
-    import ray.data
-
-    from pipelines.llm import engine_stage, vllm_engine_kwargs, vllm_stage, write_stream
+    from pipelines.llm import generate, write_stream
+    from reasonguard.config.common import PipelineSettings
     from reasonguard.models import resolve_model
+
+    pipeline = pipeline or PipelineSettings()
 
     parts = Path(output_dir) / "predictions"
     skip = done_keys(parts, KEY)
@@ -77,19 +75,8 @@ def run_predictions(
     pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained, vocab_source=vocab_source)
     post = partial(result_row, model_id=model_id, policy=policy, constrained=constrained, vocab_source=vocab_source,
                    sampling_by_mode=sampling_by_mode, calibration=calibration)
-    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // batch_size, 200)))
-    if engine_config.kind == "vllm":
-        model_path = resolve_model(engine_config.model)
-        processor = vllm_stage(
-            model_path, vllm_engine_kwargs(engine_config, model_path, gpus_per_replica > 0), pre, post,
-            batch_size=batch_size, concurrency=concurrency, gpus_per_replica=gpus_per_replica,
-        )
-        ds = processor(ds)
-    else:
-        ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=batch_size,
-                          concurrency=concurrency, gpus_per_replica=gpus_per_replica)
-    write_stream(ds.iter_rows(), PartWriter(parts), post, "raw_output", flush_every=flush_every, total=len(work),
-                 desc="predict", columns=PREDICTION_COLUMNS)
+    write_stream(generate(work, engine_config, pre, post, pipeline), PartWriter(parts), post, "raw_output",
+                 flush_every=pipeline.flush_every, total=len(work), desc="predict", columns=PREDICTION_COLUMNS)
     return parts
 
 
@@ -113,9 +100,8 @@ def run(config: PredictConfig) -> Path:
     (out / "config.yaml").write_text(_dump(config))
     parts = run_predictions(
         datasets, config.modes, config.n_samples, out, engine_config=config.engine,
-        sampling_by_mode=config.sampling_by_mode(), policy=config.policy, batch_size=config.pipeline.batch_size,
-        concurrency=config.pipeline.concurrency, gpus_per_replica=config.pipeline.gpus_per_replica,
-        flush_every=config.pipeline.flush_every, constrained=config.decoding.constrained, calibration=guard_calibration(config),
+        sampling_by_mode=config.sampling_by_mode(), policy=config.policy, pipeline=config.pipeline,
+        constrained=config.decoding.constrained, calibration=guard_calibration(config),
     )
     # Keyed on (dataset, item_id): a reused output_dir may hold other items of the same dataset
     # (another suite_sample, limit or split), which must not mix into this run's metrics.

@@ -13,8 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from pipelines.distill import PARTS, generate, token_counter
-from pipelines.llm import write_stream
+from pipelines.llm import PARTS, generate, token_counter, write_stream
 from reasonguard.engines.base import SamplingConfig
 from reasonguard.io import PartWriter, read_parts, trace_table_path, write_json, write_single_parquet
 from reasonguard.shorten import (

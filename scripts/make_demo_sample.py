@@ -13,6 +13,7 @@ import collections
 from pathlib import Path
 
 from reasonguard.datasets.demo import DEMO_SEED, build_demo_sample, demo_rows_jsonl, render_attribution
+from reasonguard.datasets.registry import load_dataset
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reasonguard" / "data" / "demo"
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
     args = parser.parse_args(argv)
-    rows = build_demo_sample(args.root, seed=args.seed)
+    rows = build_demo_sample(load_dataset, args.root, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo.jsonl").write_text(demo_rows_jsonl(rows), encoding="utf-8")
     (args.out / "ATTRIBUTION.md").write_text(render_attribution(rows), encoding="utf-8")

@@ -81,10 +81,11 @@ def _judges_agree(example: GuardExample, label: str) -> bool:
     )
 
 
-def build_demo_sample(root: str | os.PathLike | None = None, seed: int = DEMO_SEED) -> list[GuardExample]:
-    """Draw the demo rows from the vendored datasets (deterministic for a given seed and data)."""
-    from reasonguard.datasets.registry import load_dataset  # noqa: PLC0415 - registry imports this module
-
+def build_demo_sample(load_dataset: Callable[..., list[GuardExample]], root: str | os.PathLike | None = None,
+                      seed: int = DEMO_SEED) -> list[GuardExample]:
+    """Draw the demo rows from the vendored datasets (deterministic for a given seed and data).
+    `load_dataset` is the registry's (name, root=) loader, passed in: the registry imports this
+    module for `load_demo`, so this module does not import the registry."""
     rng = random.Random(seed)
     loaded: dict[str, list[GuardExample]] = {}
     groups: dict[str, list[GuardExample]] = {}

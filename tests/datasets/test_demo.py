@@ -9,6 +9,7 @@ import pytest
 
 from reasonguard.datasets import demo, local
 from reasonguard.datasets.demo import DEMO_SOURCES, build_demo_sample, demo_rows_jsonl, load_demo, render_attribution
+from reasonguard.datasets.registry import load_dataset
 
 PACKAGED = resources.files("reasonguard").joinpath("data", "demo")
 
@@ -48,10 +49,10 @@ def test_demo_needs_no_datasets_folder(tmp_path, monkeypatch):
 
 
 def test_demo_regenerates_byte_for_byte(datasets_root):
-    rows = build_demo_sample(datasets_root)
+    rows = build_demo_sample(load_dataset, datasets_root)
     assert demo_rows_jsonl(rows) == PACKAGED.joinpath("demo.jsonl").read_text(encoding="utf-8")
     assert render_attribution(rows) == PACKAGED.joinpath("ATTRIBUTION.md").read_text(encoding="utf-8")
-    assert build_demo_sample(datasets_root, seed=1) != rows  # the seed matters
+    assert build_demo_sample(load_dataset, datasets_root, seed=1) != rows  # the seed matters
 
 
 def test_demo_rows_match_their_source_datasets(datasets_root):
