@@ -141,27 +141,29 @@ def aegis2_example(record: dict[str, Any], index: int, *, split: str, include_re
     Rows whose prompt is "REDACTED" (Suicide Detection texts to reconstruct separately) are dropped
     unless `include_redacted`.
     """
+    return _aegis2_shaped(
+        record, index, source=f"hf_aegis2_{split}", split="val" if split == "validation" else split,
+        label_columns=("prompt_label", "response_label"), include_redacted=include_redacted,
+        extra={"source_id": record.get("id"), "prompt_label_source": record.get("prompt_label_source"),
+               "response_label_source": record.get("response_label_source")},
+    )
+
+
+def _aegis2_shaped(record: dict[str, Any], index: int, *, source: str, split: str, label_columns: tuple[str, str],
+                   include_redacted: bool, extra: dict[str, Any]) -> GuardExample | None:
+    """An Aegis 2.0-shaped row (Aegis 2.0 itself and the Nemotron reasoning dataset built on it). Rows
+    whose prompt is "REDACTED" are dropped unless `include_redacted`; a missing response with a response
+    label present is '' (the card: '' instead of null happens)."""
     if not is_missing(record.get("reconstruction_id_if_redacted")) and not include_redacted:
         return None
-    source = f"hf_aegis2_{split}"
-    response_label = _harm(record.get("response_label"))
+    response_label = _harm(record.get(label_columns[1]))
     response = record.get("response")
-    if is_missing(response):  # the card: '' instead of null happens, with a response label present
+    if is_missing(response):
         response = "" if response_label else None
     return GuardExample(
-        id=f"{source}:{index}",
-        source=source,
-        prompt=record["prompt"],
-        response=response,
-        prompt_harm_label=_harm(record.get("prompt_label")),
-        response_harm_label=response_label,
-        categories=to_categories(record.get("violated_categories"), ","),
-        split="val" if split == "validation" else split,
-        extra={
-            "source_id": record.get("id"),
-            "prompt_label_source": record.get("prompt_label_source"),
-            "response_label_source": record.get("response_label_source"),
-        },
+        id=f"{source}:{index}", source=source, prompt=record["prompt"], response=response,
+        prompt_harm_label=_harm(record.get(label_columns[0])), response_harm_label=response_label,
+        categories=to_categories(record.get("violated_categories"), ","), split=split, extra=extra,
     )
 
 
@@ -262,22 +264,9 @@ def _traces(record: dict[str, Any], full_prefix: str, short_prefix: str) -> dict
 
 def nemotron_safety_example(record: dict[str, Any], index: int, *, include_redacted: bool = False) -> GuardExample | None:
     """One row of the Aegis-2.0 part: prompt/response_harm_label harmful/unharmful + teacher traces in extra."""
-    if not is_missing(record.get("reconstruction_id_if_redacted")) and not include_redacted:
-        return None
-    source = "hf_nemotron_safety_reasoning"
-    response_label = _harm(record.get("response_harm_label"))
-    response = record.get("response")
-    if is_missing(response):
-        response = "" if response_label else None
-    return GuardExample(
-        id=f"{source}:{index}",
-        source=source,
-        prompt=record["prompt"],
-        response=response,
-        prompt_harm_label=_harm(record.get("prompt_harm_label")),
-        response_harm_label=response_label,
-        categories=to_categories(record.get("violated_categories"), ","),
-        split="train",
+    return _aegis2_shaped(
+        record, index, source="hf_nemotron_safety_reasoning", split="train",
+        label_columns=("prompt_harm_label", "response_harm_label"), include_redacted=include_redacted,
         extra={"source_id": record.get("id"), **_traces(record, "safety_reasoning_", "efficient_safety_reasoning_trace_")},
     )
 
