@@ -20,12 +20,9 @@ import time
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--items", type=int, default=64)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--no-think-tokens", type=int, default=24)
-    parser.add_argument("--think-tokens", type=int, default=128)
+    parser = argparse.ArgumentParser(description="Cost of verdict-safe decoding and score mode vs free generation.")
+    for flag, default in (("--model", "smollm2"), ("--items", 64), ("--reps", 3), ("--no-think-tokens", 24), ("--think-tokens", 128)):
+        parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
