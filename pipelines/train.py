@@ -5,9 +5,13 @@ the outputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from reasonguard.config.train import TrainConfig
 
@@ -56,7 +60,6 @@ def fit(config: TrainConfig):
     from ray.train.torch import TorchTrainer
 
     from pipelines.ray_utils import WORKER_ENV, init_ray
-    from reasonguard.train.loop import train_loop_per_worker
 
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     ray.data.DataContext.get_current().enable_progress_bars = False  # one tiny read per worker; bars only add noise
@@ -140,3 +143,59 @@ def _dump(config) -> str:
     from reasonguard.config import dump_config
 
     return dump_config(config)
+
+
+# --- Ray Train, in one place: the session the core loop is handed, and the worker entry point ---
+
+
+class RaySession:
+    """Rank, data shard and checkpoints from Ray Train."""
+
+    def __init__(self, cfg: TrainConfig):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world_size, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+
+    def setup_distributed(self, cfg: TrainConfig) -> None:
+        pass  # TorchTrainer has already made the process group (gloo on CPU, NCCL on GPUs)
+
+    def device(self, cfg: TrainConfig):
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def rows(self, cfg: TrainConfig) -> list[dict]:
+        import ray.train
+
+        return list(ray.train.get_dataset_shard("train").iter_rows())
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            yield None
+            return
+        with ckpt.as_directory() as folder:
+            yield Path(folder)
+
+    def checkpoint_folder(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-rank{self.rank}-"))
+
+    def report(self, metrics: dict, folder: Path | None, name: str | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name if folder else None)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train entry point: `loop_config["train"]` is a TrainConfig as a dict."""
+    from reasonguard.train.loop import worker_loop
+
+    cfg = TrainConfig.model_validate(loop_config["train"])
+    worker_loop(cfg, RaySession(cfg))

@@ -1,6 +1,6 @@
 """The per-worker SFT loop: everything comes from a `TrainConfig`, nothing from module globals.
 
-`train_loop_per_worker(loop_config)` is what Ray Train's TorchTrainer runs on each worker;
+`worker_loop(cfg, session)` is what every worker runs: under Ray Train (pipelines.train hands it a Ray session);
 `run_local(config)` runs the very same loop without Ray, as one process or under torchrun
 (`torchrun --nproc-per-node N -m jobs.train --config x.yaml --set launcher=local`).
 
@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,52 +26,7 @@ from reasonguard.train.checkpoint import HF_DIR, TrainerState, checkpoint_name, 
 log = logging.getLogger("reasonguard.train")
 
 
-# ---------------------------------------------------------------- sessions: Ray Train, or none
-
-
-class RaySession:
-    """Rank, data shard and checkpoints from Ray Train."""
-
-    def __init__(self, cfg: TrainConfig):
-        import ray.train
-
-        ctx = ray.train.get_context()
-        self.rank, self.world_size, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
-
-    def setup_distributed(self, cfg: TrainConfig) -> None:
-        pass  # TorchTrainer has already made the process group (gloo on CPU, NCCL on GPUs)
-
-    def device(self, cfg: TrainConfig):
-        import ray.train.torch
-
-        return ray.train.torch.get_device()
-
-    def rows(self, cfg: TrainConfig) -> list[dict]:
-        import ray.train
-
-        return list(ray.train.get_dataset_shard("train").iter_rows())
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        import ray.train
-
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as folder:
-            yield Path(folder)
-
-    def checkpoint_folder(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-rank{self.rank}-"))
-
-    def report(self, metrics: dict, folder: Path | None, name: str | None) -> None:
-        import ray.train
-
-        checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name if folder else None)
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+# ---------------------------------------------------------------- the session without Ray (pipelines.train has Ray Train's)
 
 
 class LocalSession:
@@ -376,12 +329,6 @@ def worker_loop(cfg: TrainConfig, session) -> TrainerState:
             if state.step >= total:
                 break
     return state
-
-
-def train_loop_per_worker(loop_config: dict) -> None:
-    """Ray Train entry point: `loop_config["train"]` is a TrainConfig as a dict."""
-    cfg = TrainConfig.model_validate(loop_config["train"])
-    worker_loop(cfg, RaySession(cfg))
 
 
 def run_local(cfg: TrainConfig) -> tuple[TrainerState, Path | None]:
