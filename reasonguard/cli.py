@@ -84,7 +84,7 @@ def _datasets_command(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    lines = [f"  {name:12s} {summary}" for name, (_, summary) in STAGES.items()]
+    lines = [f"  {name:14s} {summary}" for name, (_, summary) in STAGES.items()]
     lines += ["  models       prepare the embedded SmolLM2 checkpoint, build the tiny test model",
               "  datasets     list registered datasets and the evaluation suite"]
     parser = argparse.ArgumentParser(
