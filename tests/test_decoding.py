@@ -171,3 +171,21 @@ def test_spec_round_trips_through_extra_args():
     spec = VerdictSpec("think", False)
     assert VerdictSpec.from_extra_args(spec.to_extra_args()) == spec
     assert VerdictSpec.from_extra_args(None) is None and VerdictSpec.from_extra_args({"other": 1}) is None
+
+
+def test_the_fast_vocabulary_equals_the_transformers_one(tiny_model_dir, vocab):
+    """Every process loads the vocabulary through `tokenizers` (no transformers import); it must
+    make the same grammar as the transformers tokenizer does."""
+    from reasonguard.engines.vocab import load_vocabulary
+
+    fast = load_vocabulary(tiny_model_dir)
+    assert fast.eos_id == vocab.eos_id and fast.think_open == vocab.think_open
+    assert fast.decision_token_ids() == vocab.decision_token_ids()
+    for spec in SPECS:
+        assert fast.min_max_tokens(spec) == vocab.min_max_tokens(spec)
+    rng = random.Random(5)
+    for token in [rng.randrange(49152) for _ in range(300)] + vocab.encode("</think>"):
+        assert fast.decode_one(token) == vocab.decode_one(token)
+    spec = VerdictSpec("think", True)
+    _, ids = _run(vocab, spec, 60, random.Random(6), close_after=4)
+    assert replay(fast, spec, 60, ids).branches == replay(vocab, spec, 60, ids).branches
