@@ -114,6 +114,7 @@ class VerdictVocabulary:
         self.stop_ids = frozenset({self.eos_id, *map(int, stop_ids)})
         self.think_open = tuple(encode(THINK_OPEN))
         self._tries: dict[tuple[str, bool], _Node] = {}
+        self._decision_ids: tuple[int, ...] | None = None
         self.close_marker = THINK_CLOSE
 
     @classmethod
@@ -165,7 +166,10 @@ class VerdictVocabulary:
 
     def decision_token_ids(self) -> list[int]:
         """Every token id a verdict decision chooses between: engines that report log-probabilities
-        of named tokens (vLLM's `logprob_token_ids`) ask for exactly these, so scores are exact."""
+        of named tokens (vLLM's `logprob_token_ids`) ask for exactly these, so scores are exact.
+        Computed once per vocabulary (it is asked for on every request)."""
+        if self._decision_ids is not None:
+            return list(self._decision_ids)
         ids: set[int] = set()
         for opening in ("", AFTER_CLOSE, FORCED_CLOSE):
             for has_response in (True, False):
@@ -175,7 +179,8 @@ class VerdictVocabulary:
                     if node.decision:
                         ids.update(node.decision[1:])
                     stack.extend(node.children.values())
-        return sorted(ids)
+        self._decision_ids = tuple(sorted(ids))
+        return list(self._decision_ids)
 
     def reserve(self, has_response: bool) -> int:
         """Tokens the verdict needs after the reasoning when the budget closes the block."""
@@ -333,3 +338,24 @@ def scores_from_logits(branches: Sequence[Branch], logprob_of: Callable[[int, in
         p, _ = pair_probability(logprob_of(b.step, b.harmful_id), logprob_of(b.step, b.unharmful_id))
         out.setdefault(b.which, p)
     return VerdictScores(prompt=out.get("prompt"), response=out.get("response"), exact=True)
+
+
+# --- What engines that report log-probabilities by token id (vLLM) send and read back -------------
+
+
+def verdict_sampling_fields(vocab: VerdictVocabulary, spec: VerdictSpec | None) -> dict:
+    """The SamplingParams fields that switch the constraint on for one request (none without a spec):
+    the spec for the logits processor, and the raw log-probabilities of the decision tokens at every
+    step (`logprob_token_ids`: exact P(harmful), whatever else the model would have written)."""
+    if spec is None:
+        return {}
+    return {"extra_args": spec.to_extra_args(), "logprob_token_ids": vocab.decision_token_ids()}
+
+
+def verdict_outcome(vocab, spec: VerdictSpec | None, max_tokens: int, token_ids, step_logprobs) -> dict:
+    """Generation fields of a constrained request: P(harmful) from the raw top-k log-probabilities
+    ({token id: logprob} per step) and whether the budget closed the reasoning."""
+    if spec is None:
+        return {}
+    decoder = replay(vocab, spec, max_tokens, list(token_ids))
+    return {"verdict_scores": scores_from_logprobs(decoder.branches, step_logprobs), "closed_by_budget": decoder.closed_by == "budget"}

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 from reasonguard.vocabulary import PolicyLike
 from reasonguard.calibration import Calibration
-from reasonguard.decoding import VerdictScores, VerdictSpec
+from reasonguard.decoding import VerdictScores, VerdictSpec, verdict_outcome, verdict_sampling_fields
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
 from reasonguard.policy import REFUSAL_POLICY, Policy, resolve_policy
 from reasonguard.prompts import Mode, guard_messages
@@ -253,8 +253,6 @@ def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=N
     """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k).
     `constrained` adds the verdict spec (vLLM `extra_args`) and asks for the log-probabilities of
     the decision tokens P(harmful) is read from (`vocab_source`: the checkpoint's tokenizer)."""
-    from reasonguard.engines.vllm_engine import verdict_sampling_fields
-
     sampling = sampling_by_mode[row["mode"]]
     params = sampling.to_params(seed_offset=int(row["sample_idx"]))
     example = _example_of(row)
@@ -277,8 +275,6 @@ def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_
     tokens = row.get("generated_tokens")
     if tokens is None or vocab_source is None:
         return {}
-    from reasonguard.engines.vllm_engine import verdict_outcome
-
     steps = [{int(k): float(v["logprob"] if isinstance(v, dict) else v) for k, v in (pos or {}).items()}
              for pos in (row.get("logprobs") or [])]
     example = _example_of(row)

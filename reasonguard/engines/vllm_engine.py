@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from reasonguard.decoding import VERDICT_PROCESSOR, VerdictSpec, VerdictVocabulary, replay, scores_from_logprobs
+from reasonguard.decoding import VERDICT_PROCESSOR, VerdictSpec, verdict_outcome, verdict_sampling_fields
 from reasonguard.engines.base import Generation, Messages, RequestOutput, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -80,24 +80,6 @@ def with_verdict_processor(engine_kwargs: dict) -> dict:
     if VERDICT_PROCESSOR not in processors:
         processors.append(VERDICT_PROCESSOR)
     return {**engine_kwargs, "logits_processors": processors}
-
-
-def verdict_sampling_fields(vocab: VerdictVocabulary, spec: VerdictSpec | None) -> dict[str, Any]:
-    """The SamplingParams fields that switch the constraint on for one request (none without a spec):
-    the spec for the logits processor, and the raw log-probabilities of the decision tokens at every
-    step (`logprob_token_ids`: exact P(harmful), whatever else the model would have written)."""
-    if spec is None:
-        return {}
-    return {"extra_args": spec.to_extra_args(), "logprob_token_ids": vocab.decision_token_ids()}
-
-
-def verdict_outcome(vocab, spec: VerdictSpec | None, max_tokens: int, token_ids, step_logprobs) -> dict[str, Any]:
-    """Generation fields of a constrained request: P(harmful) from the raw top-k log-probabilities
-    ({token id: logprob} per step) and whether the budget closed the reasoning."""
-    if spec is None:
-        return {}
-    decoder = replay(vocab, spec, max_tokens, list(token_ids))
-    return {"verdict_scores": scores_from_logprobs(decoder.branches, step_logprobs), "closed_by_budget": decoder.closed_by == "budget"}
 
 
 def engine_args(
