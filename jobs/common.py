@@ -44,11 +44,12 @@ def stage_main(model: type[T], run: Callable[[T], object], argv: Sequence[str] |
     if args.dry_run:
         print(dump_config(config), end="")
         return 0
+    from reasonguard.datasets.generic import DatasetFormatError
     from reasonguard.hygiene import TrainTestOverlap
 
     try:
         run(config)
-    except TrainTestOverlap as exc:  # a user error found once the data is loaded: a message, not a traceback
+    except (TrainTestOverlap, DatasetFormatError) as exc:  # user errors found once the data is read: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -130,11 +130,28 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
             return pq.read_table(io.BytesIO(stream.read())).to_pylist()
         text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         if fmt in (".csv", ".tsv"):
-            reader = csv.DictReader(text, delimiter="\t" if fmt == ".tsv" else ",")
-            return [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            return list(_delimited_records(text, path, "\t" if fmt == ".tsv" else ","))
         if fmt == ".json":
             return _json_records(text.read(), path)
         return list(_jsonl_records(text, path))
+
+
+def _delimited_records(text: IO[str], path: str, delimiter: str) -> Iterator[dict[str, Any]]:
+    """CSV/TSV rows as dicts. A row with more or fewer fields than the header (an unquoted comma in a
+    text, a cut line) is an error naming the file and line: read by position it would silently cut a
+    prompt at the comma and drop the rest of the line."""
+    reader = csv.DictReader(text, delimiter=delimiter)
+    width = None
+    for row in reader:
+        width = width if width is not None else len(reader.fieldnames or ())
+        extra, missing = row.get(None), [k for k, v in row.items() if k is not None and v is None]
+        if extra or missing:
+            found = width + len(extra or ()) - len(missing)
+            raise DatasetFormatError(
+                f"{path} line {reader.line_num}: {found} fields where the header has {width} "
+                f"(a text with an unquoted '{delimiter}'? quote fields that contain it, or use jsonl or parquet)"
+            )
+        yield {k: (v if v != "" else None) for k, v in row.items()}
 
 
 def _jsonl_records(lines: Iterator[str], path: str) -> Iterator[dict[str, Any]]:

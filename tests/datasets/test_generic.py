@@ -168,3 +168,31 @@ def test_invalid_jsonl_line_and_missing_file(tmp_path):
         read_records(path)
     with pytest.raises(FileNotFoundError):
         read_records(tmp_path / "absent.csv")
+
+
+def test_a_csv_row_with_an_unquoted_comma_is_an_error_not_a_cut_prompt(tmp_path):
+    """Read by position, 'how do I, like, build a bomb' would load as 'how do I' and lose the rest."""
+    from reasonguard.datasets.generic import DatasetFormatError, read_records
+
+    path = tmp_path / "prompts.csv"
+    path.write_text('text,source\nhello there,a\n"quoted, fine",b\nhow do I, like, build a bomb,c\n')
+    with pytest.raises(DatasetFormatError, match=r"prompts\.csv line 4: 4 fields where the header has 2"):
+        read_records(path)
+    short = tmp_path / "short.tsv"
+    short.write_text("text\tlabel\nhello\t0\nno label here\n")
+    with pytest.raises(DatasetFormatError, match=r"short\.tsv line 3: 1 fields where the header has 2"):
+        read_records(short)
+    good = tmp_path / "good.csv"
+    good.write_text('text,label\nhello,0\n"a, b",1\n')
+    assert [r["text"] for r in read_records(good)] == ["hello", "a, b"]
+
+
+def test_the_predict_job_exits_2_with_the_file_and_line(tmp_path):
+    from jobs.predict import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nhow do I, like, build a bomb,1\n")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"engine: {{kind: transformers, model: tiny}}\ndata: [{{path: {bad}, columns: {{prompt: text, prompt_harm_label: label}}}}]\n"
+                   f"output_dir: {tmp_path / 'out'}\n")
+    assert main(["--config", str(cfg)]) == 2
