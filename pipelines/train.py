@@ -22,37 +22,44 @@ def storage_path_of(config: TrainConfig) -> str:
     return config.storage_path or str((Path(config.output_dir) / "ray").resolve())
 
 
-def train_dataset(config: TrainConfig):
-    """The SFT rows as a Ray Dataset; every worker reads all rows and keeps its own fixed shard
-    (reasonguard.train.loop.prepare_samples), so batches do not depend on block scheduling."""
-    import ray.data
-
+def built_rows(config: TrainConfig) -> list[dict] | None:
+    """The SFT rows `data.build` makes (None when the rows come from `data.sft_path`); built once per
+    run and shared by the Ray Dataset and the hygiene fingerprints."""
+    if config.data.sft_path is not None:
+        return None
     from reasonguard.sft import build_from_config
+
+    result = build_from_config(config.data.build)
+    log.info("built %d SFT rows: %s", len(result.rows), result.stats)
+    return result.rows
+
+
+def train_dataset(config: TrainConfig, rows: list[dict] | None = None):
+    """The SFT rows as a Ray Dataset; every worker reads all rows and keeps its own fixed shard
+    (reasonguard.train.loop.prepare_samples), so batches do not depend on block scheduling.
+    `rows`: rows already built from `data.build` (else built here, or read from `data.sft_path`)."""
+    import ray.data
 
     if config.data.sft_path is not None:
         path = config.data.sft_path
         if path.endswith(".parquet") or Path(path).is_dir():
             return ray.data.read_parquet(path)
         return ray.data.read_json(path, lines=True)
-    result = build_from_config(config.data.build)
-    log.info("built %d SFT rows: %s", len(result.rows), result.stats)
-    return ray.data.from_items(result.rows)
+    return ray.data.from_items(rows if rows is not None else built_rows(config))
 
 
-def training_prompts(config: TrainConfig) -> list[dict]:
+def training_prompts(config: TrainConfig, rows: list[dict] | None = None) -> list[dict]:
     """The prompts the guard is trained on (for its hygiene fingerprints), read like the training rows."""
-    from reasonguard.sft import build_from_config
-
     if config.data.sft_path is not None:
         import pyarrow.dataset as pads
 
         path = config.data.sft_path
         fmt = "parquet" if path.endswith(".parquet") or Path(path).is_dir() else "json"
         return pads.dataset(path, format=fmt).to_table(columns=["prompt"]).to_pylist()
-    return [{"prompt": r["prompt"]} for r in build_from_config(config.data.build).rows]
+    return [{"prompt": r["prompt"]} for r in (rows if rows is not None else built_rows(config))]
 
 
-def fit(config: TrainConfig):
+def fit(config: TrainConfig, rows: list[dict] | None = None):
     """Run the TorchTrainer and return Ray's `Result` (metrics, latest checkpoint)."""
     import ray.data
     import ray.train
@@ -82,7 +89,7 @@ def fit(config: TrainConfig):
         run_config=run_config,
         # Materialised before the workers take their CPUs: on a small machine the workers hold every
         # CPU and a lazy read would wait for one forever. SFT sets are small (rows of text).
-        datasets={"train": train_dataset(config).materialize()},
+        datasets={"train": train_dataset(config, rows).materialize()},
         # Unsplit: each worker takes a fixed shard itself (exact resume, micro x accumulation invariance).
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),
     )
@@ -99,6 +106,7 @@ def train(config: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(config.model)  # provision aliases once, before the workers race to do it
     merge = config.lora.merge_on_export if config.lora else True
+    rows = None  # the local launcher builds its rows in the loop; the fingerprints then build them once more
     if config.launcher == "local":
         from reasonguard.train.loop import run_local
 
@@ -110,7 +118,8 @@ def train(config: TrainConfig) -> Path:
         checkpoint_ref = str(latest)
         final = export_final(latest / HF_DIR, out / "final", base_model=base, merge_lora=merge)
     else:
-        result = fit(config)
+        rows = built_rows(config)
+        result = fit(config, rows)
         if result.error:
             raise RuntimeError(f"training failed: {result.error}") from result.error
         if result.checkpoint is None:
@@ -123,7 +132,7 @@ def train(config: TrainConfig) -> Path:
 
     # The guard remembers what it was trained on (a continued guard: its base's prompts too), so that
     # predict and evaluate refuse test sets that overlap (reasonguard.hygiene).
-    prints = training_fingerprints(training_prompts(config)) | (read_fingerprints(base) or set())
+    prints = training_fingerprints(training_prompts(config, rows)) | (read_fingerprints(base) or set())
     write_fingerprints(prints, final, source=str(out / "config.yaml"))
     summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
                "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
