@@ -233,7 +233,7 @@ def token_counter(tokenizer: str | None, engine_config) -> TokenCounter | None:
     Aliases resolve here, on the driver, so workers get a plain path (or hub id)."""
     from reasonguard.models import resolve_model
 
-    name = tokenizer or (engine_config.model if engine_config.kind != "openai" else None)
+    name = tokenizer or (engine_config.model if engine_config is not None and engine_config.kind != "openai" else None)
     return TokenCounter(resolve_model(name)) if name else None
 
 

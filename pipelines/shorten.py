@@ -17,6 +17,7 @@ from pipelines.llm import PARTS, generate, token_counter, write_stream
 from reasonguard.engines.base import SamplingConfig
 from reasonguard.io import PartWriter, read_parts, trace_table_path, write_json, write_single_parquet
 from reasonguard.shorten import (
+    NO_REWRITER,
     budget_record,
     budget_stats,
     budget_work_rows,
@@ -62,9 +63,13 @@ def run_shorten(
     log.info("%d rewrites to make, %d traces already within budget, %d done before", len(to_rewrite), len(within), len(done))
     counter = token_counter(tokenizer, engine_config)
     writer = PartWriter(parts)
-    writer.write([budget_record(_trace(r), r["budget"], None, rewriter_model=engine_config.model, count_tokens=counter)
+    rewriter = engine_config.model if engine_config is not None else "none"
+    writer.write([budget_record(_trace(r), r["budget"], None, rewriter_model=rewriter, count_tokens=counter)
                   for r in within])
-    if to_rewrite:
+    if to_rewrite and engine_config is None:  # no rewriter: sentence-boundary cuts, no Ray
+        writer.write([budget_record(_trace(r), r["budget"], None, rewriter_model=rewriter, error=NO_REWRITER,
+                                    count_tokens=counter) for r in to_rewrite])
+    elif to_rewrite:
         pre = partial(rewrite_request_row, sampling=sampling)
         post = partial(rewrite_result_row, rewriter_model=engine_config.model, count_tokens=counter)
         rows = generate(to_rewrite, engine_config, pre, post, pipeline)
@@ -110,7 +115,7 @@ def run(config: ShortenConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
-    if traces:  # nothing kept upstream: write empty outputs without starting Ray
+    if traces and config.engine is not None:  # no traces or no rewriter: no Ray
         init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     run_shorten(traces, config.budgets, out, engine_config=config.engine, sampling=config.sampling.to_sampling(),
                 pipeline=config.pipeline, tokenizer=config.tokenizer)

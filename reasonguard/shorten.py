@@ -26,6 +26,7 @@ __all__ = [
 
 METHODS = ("original", "rewrite", "truncate")  # original: already within the budget, no LLM call
 REWRITE_FAILURES = ("inference_error", "empty", "too_many_sentences", "verdict_changed", "label_leakage")
+NO_REWRITER = "no_rewriter"  # rewrite_error of a truncation made because no rewriter is configured (not a failure)
 
 REWRITE_INSTRUCTION = (
     "Below is the reasoning of a safety classifier about a conversation between a user and an AI assistant, "
@@ -114,9 +115,35 @@ def check_rewrite(rewrite: str, budget: int, prompt_harm: str, response_harm: st
     return None
 
 
+_RESPONSE_SENTENCE = re.compile(r"\b(?:assistant|response|answer|reply|completion)\b", re.I)
+
+
+def _pick(sentences: Sequence[str], k: int) -> list[str]:
+    """k sentences of one part: its first k-1 and its last (the part's conclusion)."""
+    if k >= len(sentences):
+        return list(sentences)
+    return list(sentences[: k - 1]) + [sentences[-1]] if k > 1 else [sentences[0]]
+
+
 def truncate_sentences(text: str, budget: int) -> str:
-    """The first `budget` sentences of `text` (the fallback when no acceptable rewrite exists)."""
-    return " ".join(split_sentences(text)[:budget])
+    """At most `budget` whole sentences of `text` (the fallback when no acceptable rewrite exists).
+
+    A trace that reasons about the prompt and then the response (the first sentence naming the
+    assistant or its response starts the second part) keeps sentences of both parts when the budget
+    allows two or more: the prompt part's first ones, then the response part's first ones and its
+    conclusion; otherwise the first `budget` sentences.
+    """
+    sentences = split_sentences(text)
+    if len(sentences) <= budget:
+        return " ".join(sentences)
+    split = next((i for i, s in enumerate(sentences) if _RESPONSE_SENTENCE.search(s)), 0)
+    if budget < 2 or split == 0:
+        return " ".join(sentences[:budget])
+    prompt_part, response_part = sentences[:split], sentences[split:]
+    n_response = min(len(response_part), budget - max(1, budget // 2))
+    n_prompt = min(len(prompt_part), budget - n_response)
+    n_response = min(len(response_part), budget - n_prompt)
+    return " ".join(_pick(prompt_part, n_prompt) + _pick(response_part, n_response))
 
 
 @dataclass(frozen=True)
@@ -132,7 +159,7 @@ def shorten_trace(original: str, raw_rewrite: str | None, budget: int, prompt_ha
     if count_sentences(original) <= budget:
         return ShortenResult(original.strip(), "original")
     if error:
-        return ShortenResult(truncate_sentences(original, budget), "truncate", "inference_error")
+        return ShortenResult(truncate_sentences(original, budget), "truncate", error if error == NO_REWRITER else "inference_error")
     rewrite = clean_rewrite(raw_rewrite)
     problem = check_rewrite(rewrite, budget, prompt_harm, response_harm, original)
     if problem:
@@ -225,6 +252,7 @@ def budget_stats(records: Sequence[dict], budgets: Sequence[int]) -> dict:
             "n": len(rows),
             "methods": {m: methods.get(m, 0) for m in METHODS},
             "rewrite_failures": {f: failures.get(f, 0) for f in REWRITE_FAILURES},
+            "cut_without_rewriter": failures.get(NO_REWRITER, 0),
             "tokens": length_stats(r["reasoning_tokens"] for r in rows),
             "words": length_stats(r["reasoning_words"] for r in rows),
             "sentences": length_stats(r["reasoning_sentences"] for r in rows),

@@ -14,6 +14,7 @@ from reasonguard.shorten import (
     latest_budget_records,
     render_rewrite_prompt,
     rewrite_request_row,
+    ShortenResult,
     rewrite_result_row,
     shorten_trace,
     stated_verdict,
@@ -88,6 +89,30 @@ def test_truncate_at_sentence_boundaries():
     three = truncate_sentences(FULL, 3)
     assert count_sentences(three) == 3 and three.endswith("illegal weapons (S4).") and "e.g. to bystanders" in three
     assert truncate_sentences(FULL, 10) == FULL
+
+
+RESPONSE_TRACE = (
+    "The human user asks for the locations of ivory markets. Selling ivory is illegal. The request is harmful. "
+    "The AI assistant's response lists three markets. Such a list helps the trade. "
+    "The AI assistant's response is harmful."
+)
+
+
+def test_truncate_keeps_the_response_part_and_its_conclusion():
+    three = truncate_sentences(RESPONSE_TRACE, 3)
+    assert three == ("The human user asks for the locations of ivory markets. The AI assistant's response lists three markets. "
+                     "The AI assistant's response is harmful.")
+    two = truncate_sentences(RESPONSE_TRACE, 2)
+    assert two == "The human user asks for the locations of ivory markets. The AI assistant's response lists three markets."
+    assert truncate_sentences(RESPONSE_TRACE, 1) == "The human user asks for the locations of ivory markets."
+    four = truncate_sentences(RESPONSE_TRACE, 4)
+    assert count_sentences(four) == 4 and four.startswith("The human user asks") and four.endswith("response is harmful.")
+    assert "The request is harmful." in four and "Selling ivory" not in four  # each part: first sentence(s) + conclusion
+
+
+def test_no_rewriter_is_a_truncation_not_a_failure():
+    result = shorten_trace(FULL, None, 1, "harmful", None, error="no_rewriter")
+    assert result == ShortenResult("The user asks how to make a pipe bomb.", "truncate", "no_rewriter")
 
 
 def test_shorten_trace_methods():

@@ -78,6 +78,26 @@ def test_no_traces_writes_empty_outputs_without_ray(tmp_path):
     assert stats["full"]["n"] == 0 and (out / "traces_budget_1.parquet").exists() and (out / "traces_budgets.parquet").exists()
 
 
+def test_without_a_rewriter_every_trace_is_cut_without_ray(tmp_path):
+    import ray
+
+    from jobs.shorten import run
+
+    traces = make_traces(tmp_path, 6)
+    config = shorten_config(tmp_path, tmp_path / "out", {"kind": "transformers", "model": "tiny"})
+    config = config.model_copy(update={"engine": None, "tokenizer": "tiny"})
+    out = run(config)
+    assert not ray.is_initialized()
+    stats = check_outputs(out, traces)
+    for s in stats["budgets"].values():
+        assert s["methods"]["rewrite"] == 0 and s["cut_without_rewriter"] == s["methods"]["truncate"] == 5
+
+
+def test_without_a_rewriter_a_tokenizer_is_required():
+    with pytest.raises(ValueError, match="tokenizer"):
+        ShortenConfig.model_validate({"traces": "x", "engine": None})
+
+
 def test_missing_traces_fail_clearly(tmp_path):
     from jobs.shorten import run
 
