@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 def run(config: DemoConfig) -> Path:
     from pipelines.predict import format_table
+    from reasonguard.report import guards_side_by_side
     from pipelines.predict import read_results
     from pipelines.predict import run as run_predict
     from reasonguard.io import write_json
@@ -22,7 +23,7 @@ def run(config: DemoConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f">> model: {resolve_model(config.predict.engine.model)}")
-    guards = {"base": config.predict.engine.model}
+    guards = {"base": config.predict.engine.model, **config.compare}
     if "distill" in config.stages:
         from pipelines.distill import run as run_distill
 
@@ -43,6 +44,7 @@ def run(config: DemoConfig) -> Path:
                 records.append({"guard": name, **rec})
         write_json({"guards": guards, "reports": records}, out / "summary.json")
         print("\n" + "\n\n".join(f"== guard: {g} ({guards[g]})\n" + format_table([r for r in records if r["guard"] == g]) for g in guards))
+        print("\n== side by side (F1, AUROC and parse failures in %)\n" + guards_side_by_side(records, list(guards)))
     print(f"\n>> outputs in {out}")
     return out
 

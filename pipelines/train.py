@@ -102,6 +102,9 @@ def train(config: TrainConfig) -> Path:
     from reasonguard.models import resolve_model
     from reasonguard.train.checkpoint import HF_DIR, TrainerState, export_final
 
+    import time
+
+    started = time.monotonic()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(config.model)  # provision aliases once, before the workers race to do it
@@ -136,7 +139,8 @@ def train(config: TrainConfig) -> Path:
     write_fingerprints(prints, final, source=str(out / "config.yaml"))
     summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
                "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
-               "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history}
+               "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history,
+               "wall_s": round(time.monotonic() - started, 1)}
     write_json(summary, out / "train_summary.json")
     (out / "config.yaml").write_text(_dump(config))
     log.info("final checkpoint: %s (step %d, loss %.4f)", final, state.step,

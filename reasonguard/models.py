@@ -19,8 +19,14 @@ log = logging.getLogger(__name__)
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_GUARD_NAME = "embedded-guard"
+# The shipped guard's LoRA adapter (package data, so it travels with any install of the project).
+EMBEDDED_GUARD_ADAPTER = Path(__file__).parent / "data" / "embedded_guard"
+# Files of a shipped adapter folder besides the adapter itself.
+SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_fingerprints.json", "training.json")
 # Names that `resolve_model` maps to locally provisioned checkpoints.
-LOCAL_ALIASES = {"smollm2": SMOLLM2_NAME, SMOLLM2_NAME: SMOLLM2_NAME, "tiny": "tiny-llama"}
+LOCAL_ALIASES = {"smollm2": SMOLLM2_NAME, SMOLLM2_NAME: SMOLLM2_NAME, "tiny": "tiny-llama",
+                 EMBEDDED_GUARD_NAME: EMBEDDED_GUARD_NAME}
 
 
 class ModelUnavailableError(RuntimeError):
@@ -88,7 +94,11 @@ def prepare_smollm2(target: Path | None = None, force: bool = False) -> Path:
 def _write_generation_defaults(path: Path, tokenizer) -> None:
     """The guard's decoding defaults (paper: temperature 0.6, top-p 0.95) travel with the checkpoint."""
     cfg = {"temperature": 0.6, "top_p": 0.95, "do_sample": True, "max_new_tokens": 400}
-    if tokenizer.eos_token_id is not None:
+    if tokenizer is None:  # keep the base's token ids (merge_adapter copied its generation_config.json)
+        existing = path / "generation_config.json"
+        old = json.loads(existing.read_text()) if existing.exists() else {}
+        cfg = {**old, **cfg}
+    elif tokenizer.eos_token_id is not None:
         cfg["eos_token_id"] = tokenizer.eos_token_id
     (path / "generation_config.json").write_text(json.dumps(cfg, indent=2))
 
@@ -141,11 +151,96 @@ def build_tiny_model(target: Path | None = None, spec: TinyModelSpec = TinyModel
     return target
 
 
+def _adapter_digest(adapter_dir: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        digest.update((adapter_dir / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def prepare_embedded_guard(adapter_dir: Path | None = None, target: Path | None = None, force: bool = False) -> Path:
+    """The shipped guard as a plain checkpoint: SmolLM2-135M-Instruct + the repository's LoRA adapter, merged.
+
+    Cached per adapter content (`<cache>/embedded-guard-<sha256[:12]>`), so a new adapter is merged
+    again and an old cache entry is never served by mistake. The merged folder carries the adapter's
+    training fingerprints (predict/evaluate refuse test sets that overlap them) and its training record.
+    """
+    adapter_dir = Path(adapter_dir) if adapter_dir else EMBEDDED_GUARD_ADAPTER
+    if not (adapter_dir / "adapter_config.json").exists() or not (adapter_dir / "adapter_model.safetensors").exists():
+        raise ModelUnavailableError(f"no LoRA adapter at {adapter_dir} (adapter_config.json + adapter_model.safetensors)")
+    target = Path(target) if target else cache_dir() / f"{EMBEDDED_GUARD_NAME}-{_adapter_digest(adapter_dir)}"
+    if _is_complete(target) and not force:
+        return target
+    import shutil
+
+    from reasonguard.train.checkpoint import merge_adapter
+
+    base = resolve_model(json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"])
+    log.info("merging the embedded guard's adapter %s onto %s -> %s", adapter_dir, base, target)
+    with atomic_dir(target) as tmp:
+        merge_adapter(adapter_dir, tmp, base, tokenizer_dir=base)
+        _write_generation_defaults(Path(tmp), None)
+        for name in ("training_fingerprints.json", "training.json"):
+            if (adapter_dir / name).exists():
+                shutil.copy(adapter_dir / name, Path(tmp) / name)
+    return target
+
+
+def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float | None = None) -> Path:
+    """Copy a LoRA run's final adapter into the package (float16: half the bytes, same merged guard to
+    within rounding) with its fingerprints and training record: what `prepare_embedded_guard` merges."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run_dir = Path(run_dir)
+    adapter = run_dir / "final-adapter"
+    if not (adapter / "adapter_config.json").exists():
+        raise ModelUnavailableError(f"{adapter} holds no LoRA adapter: train with `lora:` and merge_on_export first")
+    target = Path(target) if target else EMBEDDED_GUARD_ADAPTER
+    target.mkdir(parents=True, exist_ok=True)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    import yaml
+
+    trained_from = yaml.safe_load((run_dir / "config.yaml").read_text()).get("model", "")
+    if trained_from.lower() in LOCAL_ALIASES:  # an alias (smollm2): resolved on the user's machine, not this one's path
+        config["base_model_name_or_path"] = trained_from
+    (target / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    tensors = {k: v.half().contiguous() for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
+    save_file(tensors, str(target / "adapter_model.safetensors"))
+    shutil.copy(run_dir / "final" / "training_fingerprints.json", target / "training_fingerprints.json")
+    (target / "training.json").write_text(json.dumps(training_record(run_dir, wall_s), indent=2))
+    return target
+
+
+def training_record(run_dir: Path, wall_s: float | None = None) -> dict:
+    """What a shipped guard says about its training: the config, the commit, steps, tokens, losses, wall time."""
+    import subprocess
+
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "config": (run_dir / "config.yaml").read_text(),
+        "commit": commit,
+        "steps": summary["step"], "total_steps": summary["total_steps"], "epochs": summary["epoch"],
+        "tokens": summary["tokens"], "losses": summary["losses"],
+        "wall_s": wall_s if wall_s is not None else summary.get("wall_s"),
+    }
+
+
 def resolve_model(name_or_path: str) -> str:
-    """A local path, a local alias ('smollm2', 'tiny', provisioned on demand) or a hub id (returned as is)."""
+    """A local path, a local alias ('smollm2', 'embedded-guard', 'tiny'; provisioned on demand) or a hub id."""
     alias = LOCAL_ALIASES.get(name_or_path.lower())
     if alias == SMOLLM2_NAME:
         return str(prepare_smollm2())
+    if alias == EMBEDDED_GUARD_NAME:
+        return str(prepare_embedded_guard())
     if alias == "tiny-llama":
         return str(build_tiny_model())
     path = Path(name_or_path).expanduser()

@@ -34,6 +34,22 @@ def suite_table(records: Sequence[dict], task: str, metric: str = "f1_mean") -> 
     return "\n".join(lines)
 
 
+def guards_side_by_side(records: Sequence[dict], guards: Sequence[str]) -> str:
+    """One row per dataset, task and mode; per guard (in the order given) its F1, AUROC and parse failures (%)."""
+    keys = sorted({(r["dataset"], r["task"], r["mode"]) for r in records})
+    head = "| dataset | task | mode | n | " + " | ".join(f"{g} F1 | {g} AUROC | {g} fail%" for g in guards) + " |"
+    lines = [head, "|---|---|---|---:|" + "---:|" * (3 * len(guards))]
+    for dataset, task, mode in keys:
+        rows = {r["guard"]: r for r in records if (r["dataset"], r["task"], r["mode"]) == (dataset, task, mode)}
+        n = next(iter(rows.values()))["n_items"]
+        cells = []
+        for g in guards:
+            r = rows.get(g, {})
+            cells += [_fmt(r.get("f1_mean")), _fmt(r.get("auroc")), _fmt(r.get("parse_failure_rate"))]
+        lines.append(f"| {dataset} | {task} | {mode} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cost_table(records: Sequence[dict]) -> str:
     """Per guard and mode: mean output tokens, mean and p90 latency per item, parse-failure rate (means over datasets)."""
     keys = sorted({(r["guard"], r["mode"]) for r in records})

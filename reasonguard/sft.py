@@ -171,13 +171,21 @@ def build_sft_rows(
     topic_size: int | None = None,
     policy=None,
     seed: int = 0,
+    held_out: frozenset[str] | set[str] = frozenset(),
 ) -> SftBuildResult:
-    """Traces first, then labelled data (an id already seen is skipped), subset, modes, topic mix, shuffle."""
+    """Traces first, then labelled data (an id already seen is skipped), subset, modes, topic mix, shuffle.
+
+    `held_out`: prompt fingerprints (reasonguard.hygiene) of test sets; examples whose prompt is among
+    them never become training rows (counted as skipped `held_out`)."""
+    from reasonguard.hygiene import fingerprint
+
     skipped: Counter = Counter()
     seen: set[str] = set()
     pool: list[SourceItem] = []
     for item in [*traces, *labelled]:
-        if item.example.prompt_harm_label is None:
+        if held_out and fingerprint(item.example.prompt) in held_out:
+            skipped["held_out"] += 1
+        elif item.example.prompt_harm_label is None:
             skipped["no_prompt_label"] += 1
         elif item.example.id in seen:
             skipped["duplicate_id"] += 1
@@ -188,7 +196,8 @@ def build_sft_rows(
         pool = stratified_subset(pool, subset_size, seed)
     pairs, mode_skips = assign_modes(pool, mode, think_ratio, seed, duplicate)
     skipped.update(mode_skips)
-    topic = [t for t in topic_following if t.example.prompt_harm_label is not None]
+    topic = [t for t in topic_following if t.example.prompt_harm_label is not None
+             and not (held_out and fingerprint(t.example.prompt) in held_out)]
     skipped["topic_unlabelled"] += len(topic_following) - len(topic)
     topic = [t for t in topic if t.example.id not in seen]  # already in (e.g. distilled from the same data)
     if topic_size is not None:
@@ -474,6 +483,10 @@ def build_from_config(config) -> SftBuildResult:
     from reasonguard.datasets.sources import load_source
 
     labelled = [it for source in config.labelled for it in items_from_examples(load_source(source))]
+    from reasonguard.hygiene import training_fingerprints
+
+    held_out = training_fingerprints(
+        {"prompt": ex.prompt} for source in config.held_out for ex in load_source(source))
     topic: list[SourceItem] = []
     if config.topic_following is not None:
         mix = config.topic_following
@@ -482,6 +495,8 @@ def build_from_config(config) -> SftBuildResult:
         traces, labelled, mode=config.mode, think_ratio=config.think_ratio, duplicate=config.dual_duplicate,
         budget=config.budget, subset_size=config.subset_size, topic_following=topic,
         topic_size=config.topic_following.size if config.topic_following else None, policy=config.policy, seed=config.seed,
+        held_out=held_out,
     )
-    result.stats["inputs"] = {"traces": len(traces), "labelled": len(labelled), "topic_following": len(topic)}
+    result.stats["inputs"] = {"traces": len(traces), "labelled": len(labelled), "topic_following": len(topic),
+                              "held_out_prompts": len(held_out)}
     return result

@@ -227,6 +227,30 @@ def test_packing_restarts_positions_and_masks_boundaries(tokenizer):
         pack_sequences(encoded, 10)
 
 
+def test_held_out_prompts_never_become_rows():
+    from reasonguard.hygiene import fingerprint
+
+    traces = items_from_traces([_trace_row(0), _trace_row(1)])
+    labelled = items_from_examples([_example(2), _example(3)])
+    held_out = {fingerprint("PROMPT number 1!"), fingerprint("prompt  number 3")}  # normalised: case, punctuation
+    result = build_sft_rows(traces, labelled, mode="dual", held_out=held_out)
+    assert sorted(r["id"] for r in result.rows) == ["ex:0", "ex:2"]
+    assert result.stats["skipped"] == {"held_out": 2}
+
+
+def test_held_out_sources_in_the_config_keep_their_prompts_out(tmp_path):
+    from reasonguard.datasets.sources import load_source
+    from reasonguard.config.common import DataSource
+    from reasonguard.hygiene import overlapping, training_fingerprints
+
+    config = SftDataConfig(labelled=[{"dataset": "demo"}], held_out=[{"dataset": "demo", "split": "test"}],
+                           mode="no_think", output=str(tmp_path / "sft.parquet"))
+    result = build_from_config(config)
+    test = load_source(DataSource(dataset="demo", split="test"))
+    assert result.stats["skipped"]["held_out"] == len(test) and result.stats["inputs"]["held_out_prompts"] == len(test)
+    assert overlapping(test, training_fingerprints(result.rows)) == []
+
+
 def test_sft_data_job_writes_rows_and_stats(tmp_path, capsys):
     from jobs.sft_data import main
 
@@ -238,6 +262,7 @@ def test_sft_data_job_writes_rows_and_stats(tmp_path, capsys):
     assert main(["--config", str(config)]) == 0
     rows = read_rows(str(tmp_path / "out" / "sft.jsonl"))
     stats = json.loads((tmp_path / "out" / "sft.jsonl.stats.json").read_text())
-    assert len(rows) == stats["rows"] == 12 and stats["inputs"] == {"traces": 10, "labelled": 5, "topic_following": 0}
+    assert len(rows) == stats["rows"] == 12
+    assert stats["inputs"] == {"traces": 10, "labelled": 5, "topic_following": 0, "held_out_prompts": 0}
     assert all(r["reasoning"].startswith("Short") for r in rows if r["mode"] == "think")
     assert "12 SFT rows" in capsys.readouterr().out

@@ -20,6 +20,11 @@ class DemoConfig(StrictModel):
     predict: PredictConfig
     distill: dict | None = Field(None, description="A DistillConfig (see cluster/configs/distill_local.yaml).")
     train: dict | None = Field(None, description="A TrainConfig (see cluster/configs/train_local.yaml).")
+    compare: dict[str, str] = Field(
+        default_factory=lambda: {"shipped": "embedded-guard"},
+        description="More guards the predict stage runs beside the base model and the guard the demo trains "
+        "(name -> model alias, path or hub id); default: the shipped embedded guard.",
+    )
 
     @model_validator(mode="after")
     def _sections(self) -> "DemoConfig":

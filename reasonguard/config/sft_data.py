@@ -32,6 +32,11 @@ class SftDataConfig(StrictModel):
     labelled: list[DataSource] = Field(
         default_factory=list, description="Plain labelled data without traces: no_think targets only."
     )
+    held_out: list[DataSource] = Field(
+        default_factory=list,
+        description="Test sets kept out of training: no example whose prompt (normalised, as in reasonguard.hygiene) "
+        "appears in them becomes a row, so predict/evaluate can later score the guard on them.",
+    )
     mode: SftMode = Field(
         "dual", description="'think' (reasoning targets only), 'no_think' (verdict only) or 'dual' (both; see think_ratio)."
     )

@@ -88,8 +88,11 @@ def export_final(hf_dir: str | Path, out_dir: str | Path, base_model: str | None
     return out_dir
 
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None) -> Path:
-    """Base model + LoRA adapter -> one plain HF checkpoint (what vLLM serves without LoRA support)."""
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None,
+                  tokenizer_dir: str | Path | None = None) -> Path:
+    """Base model + LoRA adapter -> one plain HF checkpoint (what vLLM serves without LoRA support).
+
+    The tokenizer comes from the adapter folder, or `tokenizer_dir` (a shipped adapter carries none)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -102,7 +105,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(str(tokenizer_dir or adapter_dir)).save_pretrained(out_dir)
     generation = Path(base_path) / "generation_config.json"
     if generation.exists():
         shutil.copy(generation, Path(out_dir) / "generation_config.json")

@@ -37,6 +37,21 @@ def test_single_process_lora_run_resumes_and_exports_a_merged_model(sft_path, tm
     assert not torch.allclose(q_merged, base.model.layers[0].self_attn.q_proj.weight)  # the adapter is in the weights
     assert torch.equal(merged.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
 
+    # Shipped as the embedded guard is: the adapter in float16 with its fingerprints and training record,
+    # then merged onto the base named by alias; the result equals the training run's own merge to fp16 rounding.
+    from reasonguard.hygiene import read_fingerprints
+    from reasonguard.models import prepare_embedded_guard, ship_adapter
+
+    shipped = ship_adapter(tmp_path / "lora", tmp_path / "shipped", wall_s=12.5)
+    assert json.loads((shipped / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
+    record = json.loads((shipped / "training.json").read_text())
+    assert record["steps"] == 5 and record["wall_s"] == 12.5 and "lora:" in record["config"] and len(record["losses"]) == 5
+    rebuilt = prepare_embedded_guard(shipped, tmp_path / "merged")
+    assert read_fingerprints(rebuilt) == read_fingerprints(final) and read_fingerprints(rebuilt)
+    again = AutoModelForCausalLM.from_pretrained(rebuilt, dtype=torch.float32)
+    assert torch.allclose(again.model.layers[0].self_attn.q_proj.weight, q_merged, atol=1e-3)
+    assert prepare_embedded_guard(shipped, tmp_path / "merged") == rebuilt  # cached: not merged twice
+
 
 def test_zero3_single_process_saves_gathered_weights_and_resumes(sft_path, tmp_path):
     """ZeRO-3 (the GPU presets' stage) partitions weights: the HF export must gather them, and a
