@@ -188,11 +188,18 @@ def write_serve_configs(root: str | Path = REPO_ROOT, working_dir_uri: str | Non
 # CRD validation
 
 
+VENDORED_CRDS = Path(__file__).parent / "crds"  # KubeRay's CRDs (Apache-2.0), gzipped; see crds/SOURCE.md
+
+
+def _has_crds(folder: Path) -> bool:
+    return all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in CRD_FILES.values())
+
+
 def find_crd_dir(root: str | Path = REPO_ROOT) -> Path | None:
-    """$REASONGUARD_KUBERAY_CRDS, else ../shared/kuberay-crds beside the repository; None when absent."""
+    """$REASONGUARD_KUBERAY_CRDS (e.g. a newer KubeRay's CRDs), else the vendored copy; None when absent."""
     env = os.environ.get("REASONGUARD_KUBERAY_CRDS")
-    candidate = Path(env) if env else Path(root).resolve().parent / "shared" / "kuberay-crds"
-    return candidate if all((candidate / f).is_file() for f in CRD_FILES.values()) else None
+    candidate = Path(env) if env else VENDORED_CRDS
+    return candidate if _has_crds(candidate) else None
 
 
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -269,8 +276,12 @@ def _list_map_keys(validator, keys, instance, schema):
 
 @functools.lru_cache(maxsize=None)
 def _load_crd(path: str) -> dict[str, Any]:
+    import gzip
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(path, encoding="utf-8") as fh:
+    opener = (lambda: open(path, encoding="utf-8")) if Path(path).is_file() else (
+        lambda: gzip.open(path + ".gz", "rt", encoding="utf-8"))
+    with opener() as fh:
         return yaml.load(fh, Loader=loader)  # noqa: S506 - a safe loader
 
 
@@ -400,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("directory", type=Path)
     rd.set_defaults(func=_cmd_render)
     va = sub.add_parser("validate", help="validate base and overlays against the KubeRay CRDs")
-    va.add_argument("--crd-dir", type=Path, default=None, help="default: $REASONGUARD_KUBERAY_CRDS or ../shared/kuberay-crds")
+    va.add_argument("--crd-dir", type=Path, default=None, help="default: $REASONGUARD_KUBERAY_CRDS or the vendored CRDs (reasonguard/deploy/crds)")
     va.set_defaults(func=_cmd_validate)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Coroutine, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 import httpx
 
@@ -137,7 +137,9 @@ class OpenAIChatEngine:
         retry_after_max_s: float = 120.0,
         extra_body: dict[str, Any] | None = None,
         model_id: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """`sleep` is how a retry waits (default asyncio.sleep); tests pass a recorder instead of a clock."""
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_base_s < 0:
             raise ValueError("need max_concurrency >= 1, max_retries >= 0, timeout_s > 0, backoff_base_s >= 0")
         self.url = chat_completions_url(base_url)
@@ -150,6 +152,7 @@ class OpenAIChatEngine:
         self.backoff_max_s = backoff_max_s
         self.retry_after_max_s = retry_after_max_s
         self.extra_body = dict(extra_body or {})
+        self._sleep = sleep or asyncio.sleep
         key = api_key or next((os.environ[e] for e in API_KEY_ENVS if os.environ.get(e)), None)
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.n_supported = True
@@ -272,7 +275,7 @@ class OpenAIChatEngine:
                 raise OpenAIEngineError(f"POST {self.url} failed after {attempts} attempts; last error: {failure}", status, body)
             delay = self._delay(attempt, retry_after)
             log.warning("POST %s: %s; retry %d/%d in %.2fs", self.url, failure, attempt + 1, self.max_retries, delay)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         raise AssertionError("unreachable")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:

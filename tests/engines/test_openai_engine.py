@@ -194,23 +194,42 @@ def test_retries_503_then_succeeds(scripted):
     assert server.requests[0]["path"] == "/v1/chat/completions"
 
 
+def recorded_sleeps() -> tuple[list[float], object]:
+    """A sleep that records the waits a retry asks for and returns at once: behaviour, not the clock."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    return waits, sleep
+
+
 def test_honours_retry_after(scripted):
-    server = scripted(fail(429, "slow down", {"Retry-After": "1"}), echo)
-    start = time.monotonic()
-    OpenAIChatEngine(server.url, "m", **FAST).generate([MSG], SamplingConfig(max_tokens=5))
+    server = scripted(fail(429, "slow down", {"Retry-After": "7"}), echo)
+    waits, sleep = recorded_sleeps()
+    OpenAIChatEngine(server.url, "m", sleep=sleep, **FAST).generate([MSG], SamplingConfig(max_tokens=5))
     assert len(server.requests) == 2
-    assert server.requests[1]["t"] - server.requests[0]["t"] >= 1.0
-    assert time.monotonic() - start < 5
+    assert len(waits) == 1 and 7.0 <= waits[0] <= 7.7  # never earlier than asked, at most +10% jitter
+
+
+def test_backoff_grows_exponentially_and_is_capped(scripted):
+    server = scripted(*[fail(503, "busy")] * 4, echo)
+    waits, sleep = recorded_sleeps()
+    engine = OpenAIChatEngine(server.url, "m", backoff_base_s=1.0, backoff_max_s=3.0, max_retries=4, timeout_s=5, sleep=sleep)
+    engine.generate([MSG], SamplingConfig(max_tokens=5))
+    assert len(server.requests) == 5 and len(waits) == 4
+    for wait, ceiling in zip(waits, [1.0, 2.0, 3.0, 3.0]):  # base * 2^attempt, capped; equal jitter: [c/2, c]
+        assert ceiling / 2 <= wait <= ceiling
 
 
 def test_timeout_is_retried_then_reported(scripted):
     server = scripted(lambda p: (*echo(p), 1.5))  # every reply comes after the client gave up
-    engine = OpenAIChatEngine(server.url, "m", timeout_s=0.3, max_retries=1, backoff_base_s=0.01)
-    start = time.monotonic()
+    waits, sleep = recorded_sleeps()
+    engine = OpenAIChatEngine(server.url, "m", timeout_s=0.3, max_retries=1, backoff_base_s=0.01, sleep=sleep)
     with pytest.raises(OpenAIEngineError, match=r"failed after 2 attempts; last error: timed out after 0.3s") as err:
         engine.generate([MSG], SamplingConfig(max_tokens=5))
     assert err.value.status is None
-    assert len(server.requests) == 2 and time.monotonic() - start < 1.5
+    assert len(server.requests) == 2 and len(waits) == 1  # two attempts, one wait between them
 
 
 def test_slow_first_attempt_then_success(scripted):
@@ -334,10 +353,9 @@ def test_generate_inside_a_running_event_loop(scripted):
 
 def test_one_failure_cancels_the_rest(scripted):
     server = scripted(fail(401, "bad key"), lambda p: (*echo(p), 2.0))
-    start = time.monotonic()
     with pytest.raises(OpenAIEngineError, match="HTTP 401"):
         OpenAIChatEngine(server.url, "m", max_concurrency=1, **FAST).generate([MSG] * 5, SamplingConfig())
-    assert time.monotonic() - start < 1.5
+    assert len(server.requests) == 1  # the four waiting requests were cancelled, never sent
 
 
 # --- a real vllm serve ---------------------------------------------------------------------

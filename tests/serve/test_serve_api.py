@@ -36,7 +36,7 @@ def test_guard_single_and_batch(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "guard.result" and body["prompt_harm"] == "harmful" and body["flagged"] is True
-    assert 0 <= body["score"] <= 1 and body["latency_ms"] > 0
+    assert 0 <= body["score"] <= 1 and isinstance(body["latency_ms"], (int, float)) and body["latency_ms"] >= 0
     r = client.post("/v1/guard", json={"inputs": [{"prompt": "cake"}, {"prompt": "bomb", "response": "a detonator"}], "mode": "think"})
     assert r.status_code == 200, r.text
     batch = r.json()
