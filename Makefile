@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CONFIG ?= cluster/configs/demo_local.yaml
 
-.PHONY: venv demo test test-fast clean-outputs
+.PHONY: venv demo test test-fast goldens clean-outputs
 
 venv:
 	@bash scripts/setup_venv.sh
@@ -18,6 +18,10 @@ test: venv
 ## Only the pure-core unit tests (seconds).
 test-fast: venv
 	$(PY) -m pytest -q -m "not ray and not vllm and not slow"
+
+## Rewrites the golden files of the format tests from the current code (review `git diff tests/golden`).
+goldens: venv
+	$(PY) -m tests.goldens
 
 clean-outputs:
 	rm -rf outputs
