@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.errors import GuardError, InvalidInput, PayloadTooLarge
+from serve.json_limits import json_shape_problem
 from serve.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -77,7 +78,8 @@ def validation_error(errors: list[dict[str, Any]]) -> GuardError:
 
 
 class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413 before they are read into memory (pure ASGI)."""
+    """Refuse bodies over `max_bytes` with 413 before they are read into memory, and bodies whose JSON
+    shape no parser should see (serve.json_limits: nesting depth, number length) with 422 (pure ASGI)."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -97,8 +99,7 @@ class BodyLimit:
                 return await error_response(InvalidInput("invalid Content-Length header", "body"))(scope, receive, send)
             if size > self.max_bytes:
                 return await error_response(too_large)(scope, receive, send)
-            return await self.app(scope, receive, send)
-        # No length declared (chunked): read and count; never buffer more than the limit.
+        # Read and count (a declared length may lie); never buffer more than the limit.
         chunks, total, more = [], 0, True
         while more:
             message = await receive()
@@ -110,7 +111,11 @@ class BodyLimit:
                 return await error_response(too_large)(scope, receive, send)
             chunks.append(chunk)
             more = message.get("more_body", False)
-        return await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}]), send)
+        body = b"".join(chunks)
+        problem = json_shape_problem(body) if body else None
+        if problem:
+            return await error_response(InvalidInput(problem, "body"))(scope, receive, send)
+        return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
 
 
 def _replay(messages):
@@ -124,18 +129,30 @@ def _replay(messages):
     return receive
 
 
-def _parse_guard_body(raw: bytes) -> GuardRequest | GuardBatchRequest:
+def _json_object(raw: bytes) -> dict:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", "body") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"body must be a JSON object, not {type(data).__name__}", "body")
-    model = GuardBatchRequest if "inputs" in data else GuardRequest
+    return data
+
+
+def _validated(model, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
+
+
+def _parse_guard_body(raw: bytes) -> GuardRequest | GuardBatchRequest:
+    data = _json_object(raw)
+    return _validated(GuardBatchRequest if "inputs" in data else GuardRequest, data)
+
+
+def _parse_chat_body(raw: bytes) -> ChatCompletionRequest:
+    return _validated(ChatCompletionRequest, _json_object(raw))
 
 
 def create_api(service: GuardService) -> FastAPI:
@@ -219,17 +236,19 @@ def create_api(service: GuardService) -> FastAPI:
         response_model=ChatCompletionResponse,
         summary="OpenAI-compatible chat completion: send the rendered guard prompt as the user message.",
         responses={k: _ERRORS[k] for k in (401, 404, 413, 422, 503, 504)},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}}},
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
-        auth(request)
-        return await service.chat_completion(body)
+    async def chat_completions(request: Request):
+        auth(request)  # before the body is read: an unauthenticated caller learns nothing about the body (401, not 422)
+        return await service.chat_completion(_parse_chat_body(await request.body()))
 
     def openapi() -> dict:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (GuardRequest, GuardBatchRequest):
+        for model in (GuardRequest, GuardBatchRequest, ChatCompletionRequest):
             spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(spec.pop("$defs", {}))
             components[model.__name__] = spec

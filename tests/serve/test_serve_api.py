@@ -131,6 +131,15 @@ def test_401_when_a_token_is_configured(monkeypatch):
         assert c.get("/v1/models", headers=headers).status_code == 401
     assert c.post("/v1/guard", json={"prompt": "x"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.get("/healthz").status_code == 200  # probes need no token
+    # Authentication comes before the body: a bad body without a token is 401 on every route, never 422.
+    for path in ("/v1/guard", "/v1/chat/completions"):
+        for raw in (b"{not json", b'{"messages": 3}', b"[]"):
+            r = c.post(path, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 401 and r.json()["error"]["type"], (path, raw, r.text)
+    chat = {"model": c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).json()["data"][0]["id"],
+            "messages": [{"role": "user", "content": "Human user:\nbomb\n\nAI assistant:\nNone\n\n/no_think"}]}
+    assert c.post("/v1/chat/completions", json=chat, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.post("/v1/chat/completions", json=chat).status_code == 401
 
 
 def test_auth_required_without_token_fails_the_start(monkeypatch):
@@ -217,6 +226,26 @@ def test_fuzzed_input_never_gives_500(client):
         assert r.status_code in (200, 404, 413, 422), (path, raw, r.status_code, r.text)
         assert "error" in r.json() or r.status_code == 200
     assert 422 in statuses
+
+
+@pytest.mark.parametrize("path", ["/v1/guard", "/v1/chat/completions"])
+@pytest.mark.parametrize("raw", [
+    b'{"prompt": "x", "policy": ' + b"[" * 1000 + b"]" * 1000 + b"}",     # 1000 nested lists
+    b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}",                      # a 5000-digit integer
+    b'{"messages": [{"role": "user", "content": "hi"}], "seed": -' + b"1" * 5000 + b"}",
+    b'{"prompt": "x", "temperature": 1' + b"0" * 400 + b'.5e-999}',
+    b"[" * 100000,                                                         # deep and unterminated
+])
+def test_deep_nesting_and_huge_numbers_are_422_not_500(client, path, raw):
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text[:200])
+    assert r.json()["error"]["param"] == "body" and ("nests deeper" in r.text or "number longer" in r.text)
+
+
+def test_shape_limits_count_structure_not_string_content(client):
+    text = "[[[[{" * 200 + "9" * 500  # brackets and digits inside a string are text
+    r = client.post("/v1/guard", json={"prompt": text})
+    assert r.status_code == 200, r.text
 
 
 def test_queue_batcher_batches_what_arrives_while_busy():
