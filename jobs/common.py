@@ -41,15 +41,28 @@ def stage_main(model: type[T], run: Callable[[T], object], argv: Sequence[str] |
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        print(dump_config(config), end="")
-        return 0
     from reasonguard.datasets.generic import DatasetFormatError
+    from reasonguard.datasets.hub import DatasetUnavailableError
     from reasonguard.hygiene import TrainTestOverlap
+    from reasonguard.models import ModelUnavailableError
 
+    # User errors found once data or models are read: one message and exit 2, not a traceback.
+    user_errors = (TrainTestOverlap, DatasetFormatError, DatasetUnavailableError, ModelUnavailableError, FileNotFoundError)
+    if args.dry_run:
+        from reasonguard.datasets.sources import preview_sources
+
+        print(dump_config(config), end="")
+        try:
+            previews = preview_sources(config)  # opens every data source: a bad file fails here, not in the run
+        except user_errors as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if previews:
+            print("\n# data (dry run: nothing else was started)\n" + "\n".join(previews))
+        return 0
     try:
         run(config)
-    except (TrainTestOverlap, DatasetFormatError) as exc:  # user errors found once the data is read: a message, not a traceback
+    except user_errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -156,9 +156,11 @@ def format_table(reports: list[dict]) -> str:
             f"{'AUROC':>6s} {'Brier':>6s} {'ECE':>6s} {'out tok':>7s}")
     lines = [head, "-" * len(head)]
     for r in reports:
+        scores = (f"{'unlabelled: no gold labels':<29s}" if r.get("unlabelled") else
+                  f"{r['f1_mean']:6.3f} {r['majority_f1']:7.3f} {r['precision_mean']:6.3f} {r['recall_mean']:6.3f}")
         lines.append(
-            f"{r['dataset'][:24]:24s} {r['task']:8s} {r['mode']:8s} {r['n_items']:4d} {r['f1_mean']:6.3f} {r['majority_f1']:7.3f} "
-            f"{r['precision_mean']:6.3f} {r['recall_mean']:6.3f} {100 * r['parse_failure_rate']:6.1f} "
+            f"{r['dataset'][:24]:24s} {r['task']:8s} {r['mode']:8s} {r['n_items']:4d} {scores} "
+            f"{100 * r['parse_failure_rate']:6.1f} "
             f"{_num(r.get('auroc'))} {_num(r.get('brier'))} {_num(r.get('ece'))} {r['mean_output_tokens']:7.1f}"
         )
     return "\n".join(lines)

@@ -70,9 +70,14 @@ def _datasets_command(argv: Sequence[str]) -> int:
     lst = sub.add_parser("list", help="registered dataset names")
     lst.add_argument("--kind", choices=["local", "hub", "embedded"])
     sub.add_parser("suite", help="the evaluation suite (GuardReasoner test sets) and the extra suite")
-    show = sub.add_parser("show", help="row and label counts of one dataset")
-    show.add_argument("name")
+    show = sub.add_parser("show", help="rows, splits, label counts and the first example of a dataset or a file")
+    show.add_argument("name", help="a registered dataset name, or a table file (.jsonl .json .csv .tsv .parquet .txt)")
     show.add_argument("--root", help="datasets folder (default: REASONGUARD_DATASETS_DIR)")
+    show.add_argument("--columns", help="a file's column mapping as YAML/JSON, e.g. '{prompt: text, prompt_harm_label: label}'")
+    show.add_argument("--label-map", help="raw label -> harmful/unharmful/null as YAML, e.g. '{toxic: harmful, ok: unharmful}'")
+    show.add_argument("--labels", help="constant labels as YAML, e.g. '{prompt_harm: harmful}'")
+    show.add_argument("--split", help="registered: keep this split; a file: its rows' split (or the filter with a split column)")
+    show.add_argument("--encoding", default="utf-8")
     args = parser.parse_args(argv)
     from reasonguard import datasets
 
@@ -86,12 +91,31 @@ def _datasets_command(argv: Sequence[str]) -> int:
             for entry in suite:
                 print(f"{entry.name:28s} {entry.task:9s} {entry.loader}")
     else:
-        from collections import Counter
+        import yaml
 
-        rows = datasets.load_dataset(args.name, root=args.root)
-        print(f"{args.name}: {len(rows)} examples")
-        for field in ("split", "prompt_harm_label", "response_harm_label"):
-            print(f"  {field}: {dict(Counter(getattr(r, field) for r in rows))}")
+        from reasonguard.config.common import DataSource
+        from reasonguard.datasets.generic import DatasetFormatError
+        from reasonguard.datasets.sources import format_preview, load_source
+        from pydantic import ValidationError
+
+        spec: dict = {"split": args.split}
+        if args.name in datasets.list_datasets():
+            spec.update(dataset=args.name, root=args.root)
+        else:
+            spec.update(path=args.name, encoding=args.encoding)
+            for key, text in (("columns", args.columns), ("label_map", args.label_map), ("labels", args.labels)):
+                if text:
+                    spec[key] = yaml.safe_load(text)
+        try:
+            source = DataSource.model_validate(spec)
+            print(format_preview(source.display_name, load_source(source)))
+        except ValidationError as exc:
+            print("error: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False)),
+                  file=sys.stderr)
+            return 2
+        except (DatasetFormatError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

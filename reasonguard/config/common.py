@@ -26,11 +26,19 @@ class DataSource(StrictModel):
     """One dataset: a registered name (see `reasonguard datasets list`) or a table file with a column mapping."""
 
     dataset: str | None = Field(None, description="Registered dataset name, e.g. 'demo', 'xstest', 'hf_aegis2_test'.")
-    path: str | None = Field(None, description="A jsonl/json/csv/parquet file (local path or URL) of your own data.")
-    columns: dict[str, Any] | None = Field(None, description="Column mapping for `path` (see ColumnMapping); prompt required.")
-    label_map: dict[str, str | None] | None = Field(None, description="Raw label value -> harmful/unharmful/null, for `path`.")
+    path: str | None = Field(None, description="A jsonl/json/csv/tsv/parquet/txt file (local path or URL) of your own data.")
+    columns: dict[str, Any] | None = Field(
+        None, description="Column mapping for `path` (see ColumnMapping): prompt or messages required; not needed for .txt.")
+    label_map: dict[Any, str | None] | None = Field(
+        None, description="Raw label value -> harmful/unharmful/null, for `path` (keys: text, numbers, true/false).")
+    labels: dict[Literal["prompt_harm", "response_harm"], Literal["harmful", "unharmful"]] | None = Field(
+        None, description="A constant label for every row of `path`, e.g. {prompt_harm: harmful} for an all-harmful set.")
+    encoding: str = Field("utf-8", description="Text encoding of `path` (a UTF-8 byte-order mark is dropped), e.g. latin-1.")
     name: str | None = Field(None, description="Name used in outputs and reports (default: dataset name or file stem).")
-    split: str | None = Field(None, description="Keep only examples of this split (e.g. 'train', 'test').")
+    split: str | None = Field(
+        None, description="Registered datasets, or a file whose `columns` map a split column: keep only this split. "
+        "A file without a split column: the split its rows belong to (default test).",
+    )
     root: str | None = Field(None, description="Datasets folder for vendored datasets (default: REASONGUARD_DATASETS_DIR).")
     offset: int = Field(0, ge=0, description="Skip the first N examples (after the split filter), e.g. a held-out pool.")
     limit: int | None = Field(None, ge=1, description="Keep the first N examples (after the split filter and offset).")
@@ -41,15 +49,51 @@ class DataSource(StrictModel):
     def _one_source(self) -> "DataSource":
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (a registered name) or 'path' (a table file)")
-        if self.path is not None and not self.columns:
-            raise ValueError("'path' needs 'columns' (at least {prompt: <column>})")
-        if self.dataset is not None and (self.columns or self.label_map):
-            raise ValueError("'columns' and 'label_map' apply to 'path' only")
+        if self.dataset is not None and (self.columns or self.label_map or self.labels):
+            raise ValueError("'columns', 'label_map' and 'labels' apply to 'path' only")
         if self.dataset is not None:
             from reasonguard.datasets import get_spec
 
             get_spec(self.dataset)  # unknown names fail at validation time, listing the registered ones
+            return self
+        self._check_file_mapping()
         return self
+
+    def _check_file_mapping(self) -> None:
+        """Everything about a file source that can be checked without opening it, checked at config load."""
+        from pydantic import ValidationError
+
+        from reasonguard.datasets.generic import (
+            LABEL_FIELDS, ColumnMapping, DatasetFormatError, normalise_label_map, table_format,
+        )
+        from reasonguard.schema import HARM_LABELS
+
+        try:
+            fmt, _ = table_format(self.path)
+        except DatasetFormatError as exc:
+            raise ValueError(str(exc)) from None
+        if fmt != ".txt" and not self.columns:
+            raise ValueError(f"'path' {self.path} needs 'columns' (at least {{prompt: <column>}} or {{messages: <column>}})")
+        mapping = None
+        if self.columns:
+            try:
+                mapping = ColumnMapping(**self.columns)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'columns'}: "
+                    + ("unknown key (known: " + ", ".join(ColumnMapping.model_fields) + ")" if e["type"] == "extra_forbidden"
+                       else e["msg"])
+                    for e in exc.errors(include_url=False))
+                raise ValueError(f"columns of {self.path}: {problems}") from None
+        if self.label_map is not None:
+            try:
+                normalise_label_map(self.label_map, HARM_LABELS)
+            except ValueError as exc:
+                raise ValueError(f"label_map of {self.path}: {exc}") from None
+        for key in self.labels or {}:
+            column = getattr(mapping, LABEL_FIELDS[key]) if mapping else None
+            if column is not None:
+                raise ValueError(f"labels.{key} of {self.path} is constant and also read from column {column!r}; give one")
 
     @property
     def display_name(self) -> str:

@@ -17,16 +17,21 @@ import json
 import lzma
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reasonguard.schema import HARM_LABELS, REFUSAL_LABELS, GuardExample
 
-SUPPORTED_FORMATS: tuple[str, ...] = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
+SUPPORTED_FORMATS: tuple[str, ...] = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt")
 _COMPRESSION = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# Compressed content is recognised by its first bytes, whatever the file is called.
+_MAGIC = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
+TEXT_COLUMN = "text"  # the one column of a .txt file (one prompt per non-empty line)
+MESSAGE_ROLES = ("system", "user", "assistant")
 
 DEFAULT_LABEL_MAP: dict[Any, str | None] = {
     "harmful": "harmful",
@@ -59,7 +64,13 @@ class ColumnMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(description="Column with the user prompt (required).")
+    prompt: str | None = Field(None, description="Column with the user prompt (this or `messages` is required).")
+    messages: str | None = Field(
+        None, description="Column with a whole conversation: an OpenAI-style message list (JSON list or text) or a "
+        "transcript ('User:' / 'Human:' and 'Assistant:' / 'AI:' turns). The last user turn is the prompt, the "
+        "assistant turn after it the response, earlier turns extra['history'] (system turns: the policy).",
+    )
+    split: str | None = Field(None, description="Column with each row's split (train/test/...); unset: the source's split.")
     id: str | None = Field(None, description="Column with a row id; ids are `<source>:<row number>` when unset.")
     response: str | None = Field(None, description="Column with the assistant response (null/empty = no response).")
     prompt_harm_label: str | None = Field(None, description="Column with the prompt harm label.")
@@ -74,6 +85,12 @@ class ColumnMapping(BaseModel):
         None, description="Separator that splits a string categories value (e.g. ','); unset keeps it whole."
     )
     extra: tuple[str, ...] = Field((), description="Further columns copied as-is into `extra`.")
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> "ColumnMapping":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' (a prompt column) or 'messages' (a conversation column)")
+        return self
 
     def source_columns(self) -> dict[str, str]:
         """{mapping field: source column} for every column this mapping reads."""
@@ -116,24 +133,52 @@ def table_format(path: str | os.PathLike) -> tuple[str, str | None]:
     return fmt, compression
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows of a table as dicts (CSV cells that are empty become None)."""
+def read_records(path: str | os.PathLike, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """All rows of a table as dicts (CSV cells that are empty become None).
+
+    Compression is recognised by magic bytes (a gzip file without `.gz` reads as well); text is
+    decoded as `encoding` with a UTF-8 byte-order mark dropped; every failure names the file."""
     path = str(path)
-    fmt, compression = table_format(path)
+    fmt, _ = table_format(path)
     if not _is_remote(path) and not Path(path.removeprefix("file://")).exists():
         raise FileNotFoundError(f"no such file: {path}")
     with _open_binary(path) as raw:
-        stream: IO[bytes] = _COMPRESSION[compression](raw) if compression else raw
-        if fmt == ".parquet":
-            import pyarrow.parquet as pq  # noqa: PLC0415
+        data = raw.read()
+    for magic, opener in _MAGIC:
+        if data.startswith(magic):
+            try:
+                with opener(io.BytesIO(data)) as inner:
+                    data = inner.read()
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                raise DatasetFormatError(f"{path}: compressed data that cannot be read ({exc}); is the file complete?") from None
+            break
+    if fmt == ".parquet":
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
 
-            return pq.read_table(io.BytesIO(stream.read())).to_pylist()
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        if fmt in (".csv", ".tsv"):
-            return list(_delimited_records(text, path, "\t" if fmt == ".tsv" else ","))
-        if fmt == ".json":
-            return _json_records(text.read(), path)
-        return list(_jsonl_records(text, path))
+        try:
+            return pq.read_table(io.BytesIO(data)).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            what = "an empty file" if not data else "not a readable parquet file"
+            raise DatasetFormatError(f"{path} is {what} ({exc})") from None
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetFormatError(
+            f"{path} line {line}: bytes that are not {encoding} text ({exc.reason} at byte {exc.start}). Convert the file "
+            f"(e.g. iconv -f latin1 -t utf-8) or set the source's `encoding` (e.g. encoding: latin-1)"
+        ) from None
+    except LookupError:
+        raise DatasetFormatError(f"{path}: unknown text encoding {encoding!r}") from None
+    if fmt in (".csv", ".tsv"):
+        return list(_delimited_records(io.StringIO(text, newline=""), path, "\t" if fmt == ".tsv" else ","))
+    if fmt == ".txt":
+        return [{TEXT_COLUMN: line.strip()} for line in text.splitlines() if line.strip()]
+    if fmt == ".json":
+        return _json_records(text, path)
+    return list(_jsonl_records(io.StringIO(text), path))
 
 
 def _delimited_records(text: IO[str], path: str, delimiter: str) -> Iterator[dict[str, Any]]:
@@ -204,7 +249,12 @@ def label_key(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str):
-        return value.strip().lower()
+        text = value.strip().lower()
+        try:  # "1.0" / "0.0": what pandas writes for an integer column with gaps
+            number = float(text)
+        except ValueError:
+            return text
+        return str(int(number)) if number.is_integer() else text
     return str(value)
 
 
@@ -213,7 +263,12 @@ def normalise_label_map(mapping: Mapping[Any, str | None], allowed: tuple[str, .
     for raw, target in mapping.items():
         if target is not None and target not in allowed:
             raise ValueError(f"label map sends {raw!r} to {target!r}; targets must be one of {allowed} or None")
-        out[label_key(raw)] = target
+        key = label_key(raw)
+        out[key] = target
+        if isinstance(key, bool):  # YAML `true:` and a CSV cell "true" mean the same
+            out.setdefault(str(key).lower(), target)
+        elif key in ("true", "false"):
+            out.setdefault(key == "true", target)
     return out
 
 
@@ -270,6 +325,9 @@ def check_columns(records: list[dict[str, Any]], columns: ColumnMapping, path: s
             )
 
 
+LABEL_FIELDS = {"prompt_harm": "prompt_harm_label", "response_harm": "response_harm_label"}
+
+
 def records_to_examples(
     records: list[dict[str, Any]],
     columns: ColumnMapping,
@@ -278,21 +336,79 @@ def records_to_examples(
     split: str,
     label_map: Mapping[Any, str | None] | None = None,
     refusal_map: Mapping[Any, str | None] | None = None,
+    labels: Mapping[str, str] | None = None,
     path: str = "<records>",
 ) -> list[GuardExample]:
-    """Map already-read rows with `columns`; the core of `load_table`."""
+    """Map already-read rows with `columns`; the core of `load_table`.
+
+    `labels` gives every row a constant label ({"prompt_harm": "harmful"}: an all-harmful file);
+    a row without a text to judge (missing or whitespace-only prompt) is an error naming it."""
     check_columns(records, columns, path)
+    constant = dict(labels or {})
+    for key, value in constant.items():
+        if key not in LABEL_FIELDS:
+            raise DatasetFormatError(f"labels for {path}: unknown key {key!r}; use {sorted(LABEL_FIELDS)}")
+        if value not in HARM_LABELS:
+            raise DatasetFormatError(f"labels for {path}: {key} must be one of {HARM_LABELS}, got {value!r}")
+        if getattr(columns, LABEL_FIELDS[key]) is not None:
+            raise DatasetFormatError(f"labels for {path}: {key} is constant and also read from column "
+                                     f"{getattr(columns, LABEL_FIELDS[key])!r}; give one of the two")
     harm = normalise_label_map(DEFAULT_LABEL_MAP if label_map is None else label_map, HARM_LABELS)
     refusal = normalise_label_map(DEFAULT_REFUSAL_MAP if refusal_map is None else refusal_map, REFUSAL_LABELS)
     examples: list[GuardExample] = []
     seen: dict[str, int] = {}
     for index, record in enumerate(records):
-        example = _row_to_example(record, index, columns, source, split, harm, refusal, path)
+        example = _row_to_example(record, index, columns, source, split, harm, refusal, path, constant)
         if example.id in seen:
             raise DatasetFormatError(f"duplicate id {example.id!r} in {path} (rows {seen[example.id]} and {index})")
         seen[example.id] = index
         examples.append(example)
     return examples
+
+
+_SPEAKER = re.compile(r"^\s*(user|human|assistant|ai|system)\s*:\s?", re.I | re.M)
+_ROLE_OF_SPEAKER = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "system": "system"}
+
+
+def parse_transcript(text: str) -> list[dict[str, str]]:
+    """'User: ... / Assistant: ...' (also Human:, AI:, System:) turns, each starting a line, as messages."""
+    marks = list(_SPEAKER.finditer(text))
+    if not marks:
+        raise ValueError("no 'User:' / 'Human:' / 'Assistant:' / 'AI:' turn found")
+    if text[: marks[0].start()].strip():
+        raise ValueError("text before the first 'User:' / 'Assistant:' turn")
+    turns = []
+    for m, nxt in zip(marks, [*marks[1:], None]):
+        content = text[m.end(): nxt.start() if nxt else len(text)].strip()
+        turns.append({"role": _ROLE_OF_SPEAKER[m.group(1).lower()], "content": content})
+    return turns
+
+
+def conversation_of(value: Any) -> tuple[str, str | None, list[dict[str, str]]]:
+    """(prompt, response, earlier turns) of a messages cell: an OpenAI-style list (or its JSON text) or a
+    transcript. The last user turn is the prompt, the assistant turn right after it the response."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"a message list that is not valid JSON ({exc})") from None
+    if isinstance(value, str):
+        value = parse_transcript(value)
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"expected a non-empty message list or a transcript, got {type(value).__name__}")
+    turns = []
+    for i, m in enumerate(value):
+        if not isinstance(m, Mapping) or m.get("role") not in MESSAGE_ROLES or not isinstance(m.get("content"), str):
+            raise ValueError(f"message {i} must be {{role: system|user|assistant, content: text}}, got {m!r}"[:300])
+        turns.append({"role": m["role"], "content": m["content"]})
+    users = [i for i, t in enumerate(turns) if t["role"] == "user"]
+    if not users:
+        raise ValueError("the conversation has no user turn")
+    last = users[-1]
+    response = turns[last + 1]["content"] if last + 1 < len(turns) and turns[last + 1]["role"] == "assistant" else None
+    return turns[last]["content"], response, turns[:last]
 
 
 def _row_to_example(
@@ -304,34 +420,53 @@ def _row_to_example(
     harm: dict[Any, str | None],
     refusal: dict[Any, str | None],
     path: str,
+    constant: Mapping[str, str] | None = None,
 ) -> GuardExample:
     where = f"at row {index} of {path}"
-    prompt = record.get(columns.prompt)
-    if not isinstance(prompt, str):
-        raise DatasetFormatError(f"column {columns.prompt!r} {where} must hold text, got {prompt!r}")
+    history: list[dict[str, str]] = []
+    if columns.messages is not None:
+        try:
+            prompt, response, history = conversation_of(record.get(columns.messages))
+        except ValueError as exc:
+            raise DatasetFormatError(f"column {columns.messages!r} {where}: {exc}") from None
+    else:
+        prompt = record.get(columns.prompt)
+        if not isinstance(prompt, str):
+            raise DatasetFormatError(f"column {columns.prompt!r} {where} must hold text, got {prompt!r}")
+        response = record.get(columns.response) if columns.response else None
+        response = None if response is None or (isinstance(response, float) and math.isnan(response)) else str(response)
+    if not prompt.strip():
+        raise DatasetFormatError(f"empty prompt {where} (only whitespace): nothing to judge; remove the row or fix the text")
     row_id = record.get(columns.id) if columns.id else index
     if is_missing(row_id):
         raise DatasetFormatError(f"column {columns.id!r} {where} has no id")
-    response = record.get(columns.response) if columns.response else None
-    response = None if response is None or (isinstance(response, float) and math.isnan(response)) else str(response)
+    row_split = split
+    if columns.split is not None:
+        row_split = record.get(columns.split)
+        if is_missing(row_split):
+            raise DatasetFormatError(f"column {columns.split!r} {where} has no split")
+        row_split = str(row_split).strip()
 
     def label(column: str | None, mapping: dict[Any, str | None]) -> str | None:
         return map_label(record.get(column), mapping, f"in column {column!r} {where}") if column else None
 
     extra = {c: _json_safe(record.get(c)) for c in columns.extra}
+    if history:
+        extra["history"] = history
     refusal_label = label(columns.response_refusal_label, refusal)
     if refusal_label is not None:
         extra["response_refusal_label"] = refusal_label
+    constant = constant or {}
     try:
         return GuardExample(
             id=f"{source}:{id_text(row_id)}",
             source=source,
             prompt=prompt,
             response=response,
-            prompt_harm_label=label(columns.prompt_harm_label, harm),
-            response_harm_label=label(columns.response_harm_label, harm),
+            prompt_harm_label=constant.get("prompt_harm") or label(columns.prompt_harm_label, harm),
+            response_harm_label=constant.get("response_harm") or label(columns.response_harm_label, harm),
             categories=to_categories(record.get(columns.categories), columns.categories_sep) if columns.categories else (),
-            split=split,
+            split=row_split,
             extra=extra,
         )
     except ValueError as exc:
@@ -348,25 +483,34 @@ def _json_safe(value: Any) -> Any:
 
 def load_table(
     path: str | os.PathLike,
-    columns: ColumnMapping,
+    columns: ColumnMapping | None = None,
     *,
     source: str | None = None,
     split: str = "test",
     label_map: Mapping[Any, str | None] | None = None,
     refusal_map: Mapping[Any, str | None] | None = None,
+    labels: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
     limit: int | None = None,
 ) -> list[GuardExample]:
     """Load a table file as `GuardExample` rows.
 
     `label_map` maps raw harm-label values to "harmful" / "unharmful" / None (default:
     `DEFAULT_LABEL_MAP`; keys are matched case-insensitively, 1 and 1.0 both match "1");
-    `refusal_map` does the same for `columns.response_refusal_label`. `source` defaults to
-    the file name without its suffixes; ids are `<source>:<id column or row number>`.
+    `refusal_map` does the same for `columns.response_refusal_label`; `labels` labels every row
+    ({"prompt_harm": "harmful"}). `source` defaults to the file name without its suffixes; ids are
+    `<source>:<id column or row number>`. Rows are tagged `split` unless `columns.split` names a column.
+    A `.txt` file holds one prompt per non-empty line (no `columns` needed).
     """
-    records = read_records(path)
+    records = read_records(path, encoding=encoding)
+    if columns is None:
+        if table_format(path)[0] != ".txt":
+            raise DatasetFormatError(f"{path}: give a column mapping (at least prompt or messages)")
+        columns = ColumnMapping(prompt=TEXT_COLUMN)
     if limit is not None:
         records = records[:limit]
     name = source or Path(str(path)).name.split(".")[0]
     return records_to_examples(
-        records, columns, source=name, split=split, label_map=label_map, refusal_map=refusal_map, path=str(path)
+        records, columns, source=name, split=split, label_map=label_map, refusal_map=refusal_map, labels=labels,
+        path=str(path),
     )

@@ -37,7 +37,7 @@ def test_split_limit_and_seeded_sample():
 
 
 def test_empty_source_is_an_error():
-    with pytest.raises(ValueError, match="no examples"):
+    with pytest.raises(ValueError, match="no rows of split .nonexistent. \\(splits present: test, train\\)"):
         load_source(DataSource(dataset="demo", split="nonexistent"))
 
 
