@@ -24,7 +24,10 @@ def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, dotted keys (e.g. --set engine.model=tiny --set n_samples=2)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="validate the config, print it and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the config, print it, open every data source and print what would load; then exit")
+    parser.add_argument("--skip-data", action="store_true",
+                        help="with --dry-run: do not open the data (a config written for another machine's paths)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -52,6 +55,8 @@ def stage_main(model: type[T], run: Callable[[T], object], argv: Sequence[str] |
         from reasonguard.datasets.sources import preview_sources
 
         print(dump_config(config), end="")
+        if args.skip_data:
+            return 0
         try:
             previews = preview_sources(config)  # opens every data source: a bad file fails here, not in the run
         except user_errors as exc:

@@ -236,8 +236,9 @@ def test_rayjob_entrypoint_names_existing_module_and_valid_config(name, where, e
     _require(REPO_ROOT / config, "the stage's config")
     import importlib
 
-    # The stage's own parser and config model accept the file (validated, nothing runs).
-    assert importlib.import_module(module).main(["--config", str(REPO_ROOT / config), "--dry-run"]) == 0
+    # The stage's own parser and config model accept the file (validated, nothing runs; the data paths
+    # are the cluster's, so they are not opened here).
+    assert importlib.import_module(module).main(["--config", str(REPO_ROOT / config), "--dry-run", "--skip-data"]) == 0
     capsys.readouterr()
 
 
