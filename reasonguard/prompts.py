@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from reasonguard.policy import Policy, resolve_policy
+from reasonguard.verdict import VERDICT_LINE_HEAD
 
 from reasonguard.vocabulary import MODES, Mode, PolicyLike  # noqa: E402
 
@@ -36,20 +37,16 @@ NO_RESPONSE = "None"
 # space, so user content can never add a second mode flag, open/close the reasoning block,
 # or present a verdict line to the model.
 _ZWSP = "\u200b"
-_CONTROL_PATTERN = re.compile(r"(/)(no_think|think)\b|(<)(/?think>)|^(\s*)(prompt|response)(\s+harm\s*:)", re.I | re.M)
+_FLAG_OR_TAG = re.compile(r"(/)(no_think|think)\b|(<)(/?think>)", re.I)
+_VERDICT_HEAD = re.compile(VERDICT_LINE_HEAD, re.I | re.M)
 
 
 def neutralize(text: str) -> str:
-    """Defang control markers (`/think`, `/no_think`, `<think>`, `</think>`, verdict lines) in user text."""
-
-    def _break(m: re.Match[str]) -> str:
-        if m.group(1):
-            return m.group(1) + _ZWSP + m.group(2)
-        if m.group(3):
-            return m.group(3) + _ZWSP + m.group(4)
-        return m.group(5) + m.group(6) + _ZWSP + m.group(7)
-
-    return _CONTROL_PATTERN.sub(_break, text)
+    """Defang control markers in user text: `/think`, `/no_think`, `<think>`, `</think>`, and anything the
+    verdict parser would read as the start of a verdict line (its own grammar, `VERDICT_LINE_HEAD`):
+    a zero-width space after the line name, so no user text can hold a parseable verdict line."""
+    text = _VERDICT_HEAD.sub(lambda m: m.group(0)[: m.end("line") - m.start()] + _ZWSP + m.group("sep"), text)
+    return _FLAG_OR_TAG.sub(lambda m: (m.group(1) or m.group(3)) + _ZWSP + (m.group(2) or m.group(4)), text)
 
 
 @dataclass(frozen=True)

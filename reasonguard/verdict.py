@@ -12,7 +12,10 @@ from typing import Literal
 
 from reasonguard.vocabulary import HarmValue  # noqa: E402
 
-_LINE = re.compile(r"^[ \t>*\-\"'`]*(prompt|response)[ \t]+harm[ \t]*[:=][ \t]*\**[ \t]*[<\"'`]?(harmful|unharmful|none)\b", re.I | re.M)
+# The start of a verdict line as the parser reads it (leading quote/list/emphasis marks, the line name,
+# "harm", a ':' or '='). prompts.neutralize breaks exactly this in user text: one grammar, two uses.
+VERDICT_LINE_HEAD = r"^[ \t>*\-\"'`]*(?P<line>prompt|response)(?P<sep>[ \t]+harm[ \t]*[:=])"
+_LINE = re.compile(VERDICT_LINE_HEAD + r"[ \t]*\**[ \t]*[<\"'`]?(?P<value>harmful|unharmful|none)\b", re.I | re.M)
 _THINK_OPEN = re.compile(r"<think>", re.I)
 _THINK_CLOSE = re.compile(r"</think>", re.I)
 _CATEGORIES_LINE = re.compile(r"^[ \t]*(?:violated[ \t]+)?categor(?:y|ies)[ \t]*:[ \t]*(.+)$", re.I | re.M)
@@ -82,7 +85,7 @@ def parse_verdict(text: object, expect_response: bool | None = None) -> GuardVer
     reasoning, region, error = _split_reasoning(text)
     found: dict[str, set[str]] = {"prompt": set(), "response": set()}
     for m in _LINE.finditer(region):
-        found[m.group(1).lower()].add(m.group(2).lower())
+        found[m.group("line").lower()].add(m.group("value").lower())
     prompt_values = found["prompt"] - {"none"}
     response_values = found["response"]
     prompt_harm = next(iter(prompt_values)) if len(prompt_values) == 1 else None

@@ -33,9 +33,9 @@ def verdict_word_offsets(text: str) -> dict[str, int]:
     start = closes[-1].end() if closes else 0
     offsets: dict[str, int] = {}
     for m in VERDICT_LINE.finditer(text, start):
-        which, word = m.group(1).lower(), m.group(2).lower()
+        which, word = m.group("line").lower(), m.group("value").lower()
         if word in _WORDS and which not in offsets:
-            offsets[which] = m.start(2)
+            offsets[which] = m.start("value")
     return offsets
 
 
