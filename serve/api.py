@@ -36,7 +36,6 @@ from serve.service import GuardService
 
 log = logging.getLogger(__name__)
 
-_TOO_LONG = {"string_too_long", "too_long"}
 _ERRORS = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
@@ -63,7 +62,8 @@ def _field(loc: tuple) -> str | None:
 
 
 def validation_error(errors: list[dict[str, Any]]) -> GuardError:
-    """pydantic errors -> 413 when a size bound was hit, else 422 naming the first bad field."""
+    """pydantic errors -> 422 naming the first bad field (a value outside the OpenAPI schema's own bounds
+    is a schema violation; 413 is kept for the server's configured limits and the body size)."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
     field = _field(tuple(first.get("loc", ())))
     # A union of types (str | list) reports one error per branch; the location names the branch type.
@@ -73,8 +73,7 @@ def validation_error(errors: list[dict[str, Any]]) -> GuardError:
     text = f"{field}: {message}" if field else message
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    cls = PayloadTooLarge if first.get("type") in _TOO_LONG else InvalidInput
-    return cls(text, field)
+    return InvalidInput(text, field)
 
 
 class BodyLimit:
@@ -180,7 +179,7 @@ def create_api(service: GuardService) -> FastAPI:
         if exc.status_code == 400:  # FastAPI could not decode the body (e.g. bytes that are not UTF-8)
             return error_response(InvalidInput(f"body is not valid JSON: {exc.detail}", "body"))
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        err = GuardError(str(exc.detail))
+        err = GuardError(str(exc.detail), headers=dict(exc.headers or {}))  # 405 keeps its Allow header
         err.status, err.kind = exc.status_code, kind
         return error_response(err)
 

@@ -7,7 +7,7 @@ Models that mirror OpenAI keep OpenAI's field names and order.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,8 +34,18 @@ class Message(_Strict):
     content: Text
 
 
+_USER_TURN = {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}
+
+
 class Conversation(_Strict):
     """One conversation: `prompt` (+ optional `response`), or an OpenAI-style `messages` list."""
+
+    # The rule of `_one_form`, in the OpenAPI schema too: exactly one of the two forms.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "messages": {"type": "null"}}},
+        {"required": ["messages"], "properties": {"messages": {"type": "array", "contains": _USER_TURN},
+                                                  "prompt": {"type": "null"}, "response": {"type": "null"}}},
+    ]})
 
     id: str | None = Field(None, max_length=MAX_ID_CHARS, description="Echoed back in the result (batch bookkeeping).")
     prompt: Text | None = Field(None, description="The user's prompt.")
@@ -80,14 +90,35 @@ class GuardOptions(_Strict):
 
 
 
+_NO_SYSTEM_TURN = {"anyOf": [{"type": "null"}, {"type": "array", "not": {"contains": {
+    "type": "object", "properties": {"role": {"const": "system"}}, "required": ["role"]}}}]}
+_POLICY_GIVEN = {"required": ["policy"], "properties": {"policy": {"not": {"type": "null"}}}}
+
+
+def _policy_excludes_system_turns(schema: dict, conversation_path: tuple[str, ...]) -> None:
+    """The rule 'a system message is the policy: not both' in the schema (if a policy is given, no
+    conversation's messages hold a system turn)."""
+    rule: dict = {"properties": {"messages": _NO_SYSTEM_TURN}}
+    for key in reversed(conversation_path):
+        rule = {"properties": {key: {"items": rule}}} if key == "inputs" else rule
+    schema.setdefault("allOf", []).append({"if": _POLICY_GIVEN, "then": rule})
+
+
 class GuardRequest(Conversation, GuardOptions):
     """POST /v1/guard, single form: one conversation plus options."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: (
+        schema.update(oneOf=Conversation.model_config["json_schema_extra"]["oneOf"]),
+        _policy_excludes_system_turns(schema, ()),
+    ) and None)
 
 
 class GuardBatchRequest(GuardOptions):
     """POST /v1/guard, batch form: many conversations sharing the options."""
 
     inputs: list[Conversation] = Field(min_length=1, max_length=HARD_MAX_ITEMS, description="The conversations to judge.")
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _policy_excludes_system_turns(schema, ("inputs",)))
 
 
 class Usage(BaseModel):
@@ -187,25 +218,29 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=128)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    stream: bool | None = False
+    # Unsupported options that would change the answer's shape are in the schema as their one accepted
+    # value, so the OpenAPI document says exactly what the server takes (and 422 says why otherwise).
+    stream: Literal[False] | None = Field(False, description="Streaming is not supported: false or absent.")
+    logprobs: Literal[False] | None = Field(
+        False, description="Token logprobs are not returned: false or absent (/v1/guard returns P(harmful) as `score`).")
+    top_logprobs: Literal[0] | None = Field(None, description="Not supported: 0 or absent.")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    tools: list | None = None
+    tools: list[Any] | None = Field(None, max_length=0, description="Tools are not supported: empty or absent.")
     user: str | None = Field(None, max_length=MAX_ID_CHARS)
 
-    @field_validator("stream")
+    @field_validator("stream", "logprobs", "top_logprobs", "tools", mode="wrap")
     @classmethod
-    def _no_stream(cls, value):
-        if value:
-            raise ValueError("streaming is not supported by the guard; set stream to false")
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value):
-        if value:
-            raise ValueError("tools are not supported by the guard")
-        return value
+    def _unsupported(cls, value, handler, info):
+        try:
+            return handler(value)
+        except ValueError:
+            why = {"stream": "streaming is not supported by the guard; set stream to false",
+                   "logprobs": "logprobs are not returned by the guard; set logprobs to false "
+                               "(/v1/guard returns P(harmful) as score)",
+                   "top_logprobs": "top_logprobs are not returned by the guard; leave top_logprobs out",
+                   "tools": "tools are not supported by the guard"}[info.field_name]
+            raise ValueError(why) from None
 
 
 class ChatMessageOut(BaseModel):

@@ -207,4 +207,21 @@ class ServeConfig(StrictModel):
 
     @property
     def model_name(self) -> str:
-        return self.served_model_name or self.engine.model
+        """The model's public name: `served_model_name`, else engine.model as written, except that a local
+        path is never shown (it tells callers about the server's filesystem): its folder name is."""
+        return self.served_model_name or public_model_name(self.engine.model)
+
+
+def public_model_name(model: str) -> str:
+    """An alias or hub id as is; a filesystem path as its last folder name (`<run>/final` -> `<run>-final`)."""
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    if not (model.startswith((".", "/", "~")) or path.exists()):
+        return model
+    parts = [p for p in path.parts if p not in ("/", ".", "..", "~")]
+    if not parts:
+        return "model"
+    if parts[-1] in ("final", "hf", "merged") and len(parts) > 1:
+        return f"{parts[-2]}-{parts[-1]}"
+    return parts[-1]

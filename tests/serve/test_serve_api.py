@@ -282,3 +282,25 @@ def test_queue_batcher_batches_what_arrives_while_busy():
     results = asyncio.run(main())
     assert results == [f"out-{i}" for i in range(7)]
     assert calls == [[0], [1, 2, 3, 4], [5, 6], ["boom"], [7]]
+
+
+def test_a_local_model_path_is_never_shown(monkeypatch, tmp_path):
+    checkpoint = tmp_path / "secret-team" / "run7" / "final"
+    checkpoint.mkdir(parents=True)
+    c = client_for(monkeypatch=monkeypatch, engine__model=str(checkpoint))
+    shown = [c.get("/readyz").json()["model"], c.get("/v1/models").json()["data"][0]["id"],
+             c.post("/v1/guard", json={"prompt": "hi"}).json()["model"]]
+    assert shown == ["run7-final"] * 3 and not any(str(tmp_path) in s for s in shown)
+    chat = {"model": "run7-final", "messages": [{"role": "user", "content": "Human user:\nhi\n\nAI assistant:\nNone\n\n/no_think"}]}
+    assert c.post("/v1/chat/completions", json=chat).status_code == 200
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"logprobs": True}, "logprobs are not returned"), ({"top_logprobs": 5}, "top_logprobs are not returned"),
+    ({"stream": True}, "streaming is not supported"), ({"tools": [{"type": "function"}]}, "tools are not supported"),
+])
+def test_unsupported_openai_options_are_refused_not_ignored(client, extra, fragment):
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "Human user:\nhi\n\nAI assistant:\nNone\n\n/no_think"}]}
+    r = client.post("/v1/chat/completions", json={**body, **extra})
+    assert r.status_code == 422 and fragment in r.json()["error"]["message"] and r.json()["error"]["param"] == next(iter(extra))
+    assert client.post("/v1/chat/completions", json={**body, "logprobs": False, "stream": False}).status_code == 200
