@@ -33,7 +33,7 @@ def start(config: ServeConfig, ready_timeout_s: float = 600) -> str:
     from pipelines.ray_utils import init_ray
     from serve.app import build_application
 
-    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
+    init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s, operations=config.operations)
     http_options = {"host": config.http.host, "port": config.http.port}
     if config.http.request_timeout_s is not None:
         http_options["request_timeout_s"] = config.http.request_timeout_s
@@ -88,7 +88,11 @@ def run(config: ServeConfig) -> str:
     url = start(config)
     print(f"guard ready at {url}  (POST {url}/v1/guard, {url}/v1/chat/completions; docs {url}/docs)", flush=True)
     if metrics_url():
-        print(f"Prometheus metrics: {metrics_url()}", flush=True)
+        where = f" (also {url}/metrics)" if config.operations.metrics_path else ""
+        print(f"Prometheus metrics: {metrics_url()}{where}", flush=True)
+    if config.operations.dashboard and not config.ray.address:
+        print(f"Ray dashboard (serve status): http://{config.operations.dashboard_host}:{config.operations.dashboard_port}",
+              flush=True)
     if not config.blocking:
         return url
     done = threading.Event()

@@ -13,11 +13,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, wait_for_min_actors_s: int = 900) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, wait_for_min_actors_s: int = 900,
+             operations=None) -> None:
     """Join `address` (a cluster, or "auto" inside `ray job submit`) or start a local Ray in-process.
 
     A missing resource (say, a GPU actor on a CPU machine) must fail fast rather than wait
     forever, so Ray Data's minimum-actor wait is bounded (RAY-NOTES: CPU-only machines).
+    `operations` (serve's OperationsSettings) asks a local Ray for the dashboard and a fixed metrics port.
     """
     import ray
     import ray.data
@@ -31,7 +33,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, wait_for_m
             ray.init(address=address)
         else:
             log.info("starting a local Ray (num_cpus=%s)", num_cpus)
-            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": dict(WORKER_ENV)}, include_dashboard=False)
+            extra = {"include_dashboard": False}
+            if operations is not None:
+                extra = {"include_dashboard": operations.dashboard, "dashboard_host": operations.dashboard_host,
+                         "dashboard_port": operations.dashboard_port,
+                         "_metrics_export_port": operations.metrics_export_port}
+            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": dict(WORKER_ENV)}, **extra)
     ctx = ray.data.DataContext.get_current()
     ctx.wait_for_min_actors_s = wait_for_min_actors_s
     ctx.enable_progress_bars = True

@@ -15,11 +15,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.errors import GuardError, InvalidInput, PayloadTooLarge
+from serve.errors import EngineUnavailable, GuardError, InvalidInput, PayloadTooLarge
 from serve.json_limits import json_shape_problem
 from serve.schemas import (
     ChatCompletionRequest,
@@ -154,7 +154,7 @@ def _parse_chat_body(raw: bytes) -> ChatCompletionRequest:
     return _validated(ChatCompletionRequest, _json_object(raw))
 
 
-def create_api(service: GuardService) -> FastAPI:
+def create_api(service: GuardService, metrics_source=None) -> FastAPI:
     config = service.config
     app = FastAPI(
         title="reasonguard",
@@ -203,6 +203,16 @@ def create_api(service: GuardService) -> FastAPI:
                 {"status": "unhealthy"}, status_code=503, headers={"Retry-After": str(max(1, round(config.replica.retry_after_s)))}
             )
         return {"status": "ready", "model": service.server.model_name, "pending": service.pending}
+
+    if metrics_source is not None:
+        @app.get("/metrics", summary="Prometheus metrics (Ray's endpoint of this replica's node: Serve's and ours).",
+                 response_class=PlainTextResponse, responses={503: _ERRORS[503]})
+        async def metrics():
+            try:
+                text = await metrics_source()
+            except Exception as exc:  # noqa: BLE001 - an unreachable exporter is an operator's 503, not a 500
+                raise EngineUnavailable(f"metrics exporter unreachable: {type(exc).__name__}", 5) from None
+            return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
     async def models(request: Request):

@@ -63,6 +63,19 @@ class RayServeMetrics:
         self._batch.observe(size)
 
 
+async def node_metrics() -> str:
+    """The Prometheus text of Ray's metrics exporter on this replica's node (Serve's metrics and ours)."""
+    import httpx
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
+    async with httpx.AsyncClient(timeout=5) as client:
+        r = await client.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics")
+        r.raise_for_status()
+        return r.text
+
+
 def token_counter(config: ServeConfig):
     """A tokenizer-based prompt counter for local models (None for remote engines)."""
     if config.engine.kind == "openai":
@@ -110,7 +123,7 @@ class GuardDeployment:
     def __serve_build_asgi_app__(self):
         from serve.api import create_api
 
-        return create_api(self.service)
+        return create_api(self.service, metrics_source=node_metrics if self.config.operations.metrics_path else None)
 
     def check_health(self) -> None:
         self.service.server.check_health()

@@ -150,6 +150,18 @@ class HttpSettings(StrictModel):
     request_timeout_s: float | None = Field(None, gt=0, description="Serve's own end-to-end timeout (408); None = none.")
 
 
+class OperationsSettings(StrictModel):
+    """What an operator reaches besides the API: Prometheus metrics and Ray's dashboard (`serve status`).
+
+    Applies when `python -m jobs.serve` starts Ray itself; a cluster's Ray (KubeRay) has its own settings."""
+
+    metrics_export_port: int = Field(8081, ge=1, le=65535, description="Ray's Prometheus endpoint (fixed, not random).")
+    metrics_path: bool = Field(True, description="Also answer GET /metrics on the app's port (Ray's endpoint, proxied).")
+    dashboard: bool = Field(True, description="Run Ray's dashboard, so `serve status` and `ray job submit` work.")
+    dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard (loopback unless you open it).")
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+
+
 class ServeConfig(StrictModel):
     """The dual-mode guard as a Ray Serve application."""
 
@@ -175,6 +187,7 @@ class ServeConfig(StrictModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
     ray: RayConfig = Field(default_factory=RayConfig)
     blocking: bool = Field(True, description="jobs.serve: keep running until interrupted (False = deploy and return).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Replica log level.")

@@ -304,3 +304,21 @@ def test_unsupported_openai_options_are_refused_not_ignored(client, extra, fragm
     r = client.post("/v1/chat/completions", json={**body, **extra})
     assert r.status_code == 422 and fragment in r.json()["error"]["message"] and r.json()["error"]["param"] == next(iter(extra))
     assert client.post("/v1/chat/completions", json={**body, "logprobs": False, "stream": False}).status_code == 200
+
+
+def test_metrics_route_serves_the_exporter_text_or_a_json_503(monkeypatch):
+    config = make_config()
+    service = GuardService(GuardServer(ScriptedEngine(keyword_guard), config), config)
+
+    async def exporter():
+        return "# TYPE ray_reasonguard_requests counter\nray_reasonguard_requests 3\n"
+
+    async def broken():
+        raise ConnectionError("refused")
+
+    ok = TestClient(create_api(service, metrics_source=exporter)).get("/metrics")
+    assert ok.status_code == 200 and ok.text.endswith("ray_reasonguard_requests 3\n")
+    assert ok.headers["content-type"].startswith("text/plain; version=0.0.4")
+    down = TestClient(create_api(service, metrics_source=broken), raise_server_exceptions=False).get("/metrics")
+    assert down.status_code == 503 and "exporter unreachable" in down.json()["error"]["message"]
+    assert TestClient(create_api(service)).get("/metrics").status_code == 404  # not under Ray: no route

@@ -59,6 +59,7 @@ def app():
         "timeouts": {"request_s": 120, "max_request_s": 300},
         "guard": {"temperature": 0.0},
         "http": {"host": "127.0.0.1", "port": _free_port()},
+        "operations": {"metrics_export_port": _free_port(), "dashboard": False},
         "ray": {"num_cpus": 2},
     })
     url = start(config, ready_timeout_s=600)
@@ -226,6 +227,9 @@ def test_prometheus_metrics(app):
         time.sleep(3)
     missing = [w for w in wanted if w not in text]
     assert not missing, missing
+    assert url.endswith(f":{app[1].operations.metrics_export_port}/metrics")  # the configured port, not a random one
+    via_app = httpx.get(f"{app[0]}/metrics", timeout=30)  # the same exporter through the app's own port
+    assert via_app.status_code == 200 and "ray_reasonguard_requests" in via_app.text
 
 
 def _load(url: str, n: int, concurrency: int, retries: int = 0, on_progress=None) -> dict:
