@@ -3,9 +3,11 @@
     serve run cluster/serve/guard_serve_local.yaml            # Serve config; args.config -> ServeConfig
     python -m jobs.serve --config cluster/configs/serve_local.yaml
 
-One deployment (`GuardDeployment`): each replica loads one engine and serves the FastAPI app of
-`serve.api`. `serve.deployment` is applied here from `ServeConfig` (replicas or autoscaling,
-resources, queue bounds, health checks), so the YAML under cluster/serve/ only points at a config.
+Two deployments: `GuardIngress` (the FastAPI app of `serve.api`, no model: probes answer at once,
+failed replicas are failed over; see serve/ingress.py) in front of `GuardDeployment` (each replica
+loads one engine and runs the guard logic). `serve.deployment` is applied here from `ServeConfig`
+(replicas or autoscaling, resources, queue bounds, health checks), so the YAML under cluster/serve/
+only points at a config.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class RayServeMetrics:
         self._batch = metrics.Histogram(
             "reasonguard_engine_batch_size", description="Conversations per engine call.", boundaries=BATCH_BOUNDARIES,
         )
+        self._failovers = metrics.Counter(
+            "reasonguard_failovers", description="Calls sent again to another replica after theirs died.",
+            tag_keys=("endpoint",),
+        )
 
     def request(self, endpoint: str, mode: str, status: int, latency_s: float) -> None:
         self._requests.inc(1, tags={"endpoint": endpoint, "mode": mode, "status": str(status)})
@@ -61,6 +67,9 @@ class RayServeMetrics:
 
     def batch(self, size: int) -> None:
         self._batch.observe(size)
+
+    def failover(self, endpoint: str) -> None:
+        self._failovers.inc(1, tags={"endpoint": endpoint})
 
 
 async def node_metrics() -> str:
@@ -85,9 +94,8 @@ def token_counter(config: ServeConfig):
     return hf_token_counter(resolve_model(config.engine.model))
 
 
-@serve.ingress()
 class GuardDeployment:
-    """One replica: an engine, the guard logic, and the HTTP app built around them."""
+    """One model replica: an engine and the guard logic, called by the ingress through a handle."""
 
     async def __init__(self, config: dict[str, Any]) -> None:
         """Async so that it runs on the replica's event loop, where AsyncLLM must live (engine_mode 'async')."""
@@ -120,10 +128,22 @@ class GuardDeployment:
         else:
             raise_first_error(server.generate(plan.jobs))
 
-    def __serve_build_asgi_app__(self):
-        from serve.api import create_api
+    async def guard(self, body: dict) -> dict:
+        """A validated /v1/guard body (from the ingress) -> {"ok": response} or an error envelope."""
+        from serve.ingress import call_in_envelope
+        from serve.schemas import GuardBatchRequest, GuardRequest
 
-        return create_api(self.service, metrics_source=node_metrics if self.config.operations.metrics_path else None)
+        request = (GuardBatchRequest if "inputs" in body else GuardRequest).model_validate(body)
+        return await call_in_envelope(self.service.guard(request))
+
+    async def chat_completion(self, body: dict) -> dict:
+        from serve.ingress import call_in_envelope
+        from serve.schemas import ChatCompletionRequest
+
+        return await call_in_envelope(self.service.chat_completion(ChatCompletionRequest.model_validate(body)))
+
+    async def health(self) -> dict:
+        return {"healthy": self.service.server.healthy, "pending": self.service.pending}
 
     def check_health(self) -> None:
         self.service.server.check_health()
@@ -132,6 +152,32 @@ class GuardDeployment:
         service = getattr(self, "service", None)
         if service is not None:
             service.server.close()
+
+
+@serve.ingress()
+class GuardIngress:
+    """The HTTP front: the FastAPI app of `serve.api` over a `RemoteGuardService` (serve/ingress.py)."""
+
+    async def __init__(self, model, config: dict[str, Any]) -> None:
+        """Async: the readiness probe of the model replicas runs on this replica's event loop."""
+        from serve.ingress import RemoteGuardService
+
+        self.config = ServeConfig.model_validate(config)
+        logging.getLogger("serve").setLevel(self.config.log_level)
+        self.service = RemoteGuardService(model, self.config, metrics=RayServeMetrics())
+        self.service.start_probe()
+
+    def __serve_build_asgi_app__(self):
+        from serve.api import create_api
+
+        return create_api(self.service, metrics_source=node_metrics if self.config.operations.metrics_path else None)
+
+
+def ingress_options(config: ServeConfig) -> dict[str, Any]:
+    ing = config.ingress
+    return {"name": "GuardIngress", "num_replicas": ing.num_replicas, "max_ongoing_requests": ing.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": ing.num_cpus}, "health_check_period_s": 5,
+            "graceful_shutdown_timeout_s": config.replica.graceful_shutdown_timeout_s}
 
 
 def deployment_options(config: ServeConfig) -> dict[str, Any]:
@@ -161,7 +207,8 @@ def build_application(config: ServeConfig):
     """The bound Serve application for a validated config."""
     # exclude_unset: EngineConfig rejects fields of other engine kinds once they are set explicitly.
     payload = config.model_dump(mode="json", exclude_unset=True)
-    return serve.deployment(**deployment_options(config))(GuardDeployment).bind(payload)
+    model = serve.deployment(**deployment_options(config))(GuardDeployment).bind(payload)
+    return serve.deployment(**ingress_options(config))(GuardIngress).bind(model, payload)
 
 
 def resolve_config_path(path: str) -> Path:

@@ -56,6 +56,18 @@ class ReplicaSettings(StrictModel):
     env_vars: dict[str, str] = Field(
         default_factory=dict, description="Non-secret environment variables of the replica (e.g. VLLM_CPU_KVCACHE_SPACE)."
     )
+    failover_retries: int = Field(
+        4, ge=0, description="A call whose replica dies is sent again (to another replica) up to this many times; "
+        "guard calls are idempotent.",
+    )
+
+
+class IngressSettings(StrictModel):
+    """The HTTP front deployment (no model): probes, auth, validation, failover to another model replica."""
+
+    num_replicas: int = Field(1, ge=1, description="Ingress replicas (2+ on a cluster, so the front survives a node).")
+    num_cpus: float = Field(0, ge=0, description="CPUs reserved per ingress replica (0: it must always fit).")
+    max_ongoing_requests: int = Field(1024, ge=1, description="Requests one ingress replica holds at once.")
 
 
 class BatchingSettings(StrictModel):
@@ -188,6 +200,7 @@ class ServeConfig(StrictModel):
     guard: GuardSettings = Field(default_factory=GuardSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
     ray: RayConfig = Field(default_factory=RayConfig)
     blocking: bool = Field(True, description="jobs.serve: keep running until interrupted (False = deploy and return).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Replica log level.")

@@ -232,31 +232,31 @@ def test_prometheus_metrics(app):
     assert via_app.status_code == 200 and "ray_reasonguard_requests" in via_app.text
 
 
-def _load(url: str, n: int, concurrency: int, retries: int = 0, on_progress=None) -> dict:
-    """n guard requests, `concurrency` at a time; retried (with backoff) on 5xx and connection errors."""
+def _load(url: str, n: int, concurrency: int, on_progress=None) -> dict:
+    """n guard requests, `concurrency` at a time, no client retries; counts what is in flight and every
+    answer that is not a 200 with a verdict (a failure). `on_progress(stats)` runs after each success."""
     import httpx
 
-    stats = {"ok": 0, "failed": 0, "retried": 0, "statuses": {}}
+    stats = {"ok": 0, "failed": 0, "in_flight": 0, "statuses": {}, "wrong": 0}
 
     async def one(client, i, sem):
         body = {"prompt": f"Request {i}: is it safe to mix bleach and ammonia?", "score_only": i % 3 == 0}
         async with sem:
-            for attempt in range(retries + 1):
-                try:
-                    r = await client.post("/v1/guard", json=body)
-                    code = r.status_code
-                except httpx.HTTPError:
-                    code = -1
-                stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
-                if code == 200 and r.json()["prompt_harm"] is not None:
-                    stats["ok"] += 1
-                    if on_progress:
-                        on_progress(stats["ok"])
-                    return
-                if attempt < retries:
-                    stats["retried"] += 1
-                    await asyncio.sleep(min(0.5 * 2**attempt, 4))
-            stats["failed"] += 1
+            stats["in_flight"] += 1
+            try:
+                r = await client.post("/v1/guard", json=body)
+                code = r.status_code
+            except httpx.HTTPError:
+                code = -1
+            finally:
+                stats["in_flight"] -= 1
+            stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
+            if code == 200 and r.json()["prompt_harm"] in ("harmful", "unharmful"):
+                stats["ok"] += 1
+                if on_progress:
+                    on_progress(stats)
+            else:
+                stats["failed"] += 1
 
     async def main():
         sem = asyncio.Semaphore(concurrency)
@@ -273,37 +273,72 @@ def test_loopback_load_300_at_16_without_failures(app):
     assert set(stats["statuses"]) == {200}, stats
 
 
-def test_replica_killed_mid_load_is_replaced(app):
-    """A replica is killed (SIGKILL, with its vLLM engine) once the load is under way; the client retries
-    what failed with it, as a gateway would. Every request completes and Serve starts a replacement."""
+def test_probes_answer_under_a_saturating_load(app):
+    """Liveness and readiness come from the ingress, outside the model replicas' queues: under a load
+    beyond the replicas' capacity every probe is a 200 (latencies printed for docs/benchmarks.md)."""
+    import httpx
+
+    latencies: dict[str, list[float]] = {"/healthz": [], "/readyz": []}
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def probe():
+        with httpx.Client(base_url=app[0], timeout=30) as client:
+            while not stop.is_set():
+                for path in latencies:
+                    t0 = time.perf_counter()
+                    codes.append(client.get(path).status_code)
+                    latencies[path].append(time.perf_counter() - t0)
+                time.sleep(0.1)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        stats = _load(app[0], n=200, concurrency=64)
+    finally:
+        stop.set()
+        prober.join(timeout=60)
+    assert len(codes) >= 4 and set(codes) == {200}, codes
+    assert stats["failed"] == 0 or set(stats["statuses"]) <= {200, 503}, stats  # overload is a JSON 503, never a 5xx else
+    for path, values in latencies.items():
+        values.sort()
+        print(f"{path} under load: n={len(values)} p50={1000 * values[len(values) // 2]:.1f} ms "
+              f"max={1000 * values[-1]:.1f} ms")
+
+
+def test_replica_killed_mid_load_loses_no_request(app):
+    """One of two model replicas is killed (SIGKILL, with its vLLM engine) while requests are in flight on
+    it. Without any client retry, every request gets its verdict (the ingress sends the calls of the
+    dead replica to the other one), each answer carries a verdict, and Serve starts a replacement."""
     import ray
 
     before = replicas()
     assert len(before) == 2 and set(before.values()) == {"RUNNING"}
     victim_id = sorted(before)[0]
-    killed = threading.Event()
+    killed: dict = {}
 
-    def kill_once(done: int) -> None:
-        if done >= 40 and not killed.is_set():
-            killed.set()
+    def kill_once(stats) -> None:
+        if stats["ok"] >= 40 and not killed:
             from ray.serve.context import _get_global_client
 
             details = _get_global_client().get_serve_details()
             reps = details["applications"]["guard"]["deployments"]["GuardDeployment"]["replicas"]
             name = next(r["actor_name"] for r in reps if r["replica_id"] == victim_id)
+            killed.update(in_flight=stats["in_flight"], at=time.monotonic())
             ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
 
-    stats = _load(app[0], n=200, concurrency=16, retries=6, on_progress=kill_once)
-    print(f"load with a replica killed: {stats}")
-    assert killed.is_set()
-    assert stats["ok"] == 200 and stats["failed"] == 0, stats
+    stats = _load(app[0], n=200, concurrency=16, on_progress=kill_once)
+    print(f"load with a replica killed: {stats}; in flight at the kill: {killed.get('in_flight')}")
+    assert killed and killed["in_flight"] > 0  # the kill hit requests in flight
+    assert stats["ok"] == 200 and stats["failed"] == 0 and set(stats["statuses"]) == {200}, stats
     deadline = time.monotonic() + 300
     now = replicas()
     while time.monotonic() < deadline:
         now = replicas()
         if victim_id not in now and len(now) == 2 and set(now.values()) == {"RUNNING"}:
             break
-        time.sleep(2)
+        time.sleep(1)
     assert victim_id not in now and len(now) == 2 and set(now.values()) == {"RUNNING"}, now
-    # The replacement serves: a burst reaches both replicas without errors.
+    print(f"replacement replica running {time.monotonic() - killed['at']:.1f} s after the kill")
+    # The replacement serves.
     assert _load(app[0], n=32, concurrency=16)["ok"] == 32
