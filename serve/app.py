@@ -174,9 +174,13 @@ class GuardIngress:
 
 
 def ingress_options(config: ServeConfig) -> dict[str, Any]:
+    """The front's options; it runs with the replicas' environment (the auth token variable, if set there)."""
     ing = config.ingress
+    actor: dict[str, Any] = {"num_cpus": ing.num_cpus}
+    if config.replica.env_vars:
+        actor["runtime_env"] = {"env_vars": dict(config.replica.env_vars)}
     return {"name": "GuardIngress", "num_replicas": ing.num_replicas, "max_ongoing_requests": ing.max_ongoing_requests,
-            "ray_actor_options": {"num_cpus": ing.num_cpus}, "health_check_period_s": 5,
+            "ray_actor_options": actor, "health_check_period_s": 5,
             "graceful_shutdown_timeout_s": config.replica.graceful_shutdown_timeout_s}
 
 
