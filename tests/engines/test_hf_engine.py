@@ -25,12 +25,10 @@ def test_n_samples_counts_and_order(engine):
     outs = engine.generate(REQUESTS, SamplingConfig(n=3, max_tokens=6, seed=0))
     assert isinstance(engine, Engine)
     assert len(outs) == 3
-    tok = engine.tokenizer
-    expected_prompt = [
-        len(tok(tok.apply_chat_template(r, add_generation_prompt=True, tokenize=False), add_special_tokens=False).input_ids)
-        for r in REQUESTS
-    ]
-    assert [o.prompt_tokens for o in outs] == expected_prompt  # in request order despite length sorting
+    # Counted by hand from SmolLM2's template: the default system turn and the user header are 24 tokens,
+    # the closing "<|im_end|>\n<|im_start|>assistant\n" 6; "Is this harmful?" is 4 tokens, "hi" 1; a custom
+    # system turn is 3 + 5 ("You are a guard.") + 5 (user header) and the bread question 12.
+    assert [o.prompt_tokens for o in outs] == [24 + 4 + 6, 3 + 5 + 5 + 12 + 6, 24 + 1 + 6]  # in request order
     for out in outs:
         assert len(out.generations) == 3
         assert out.latency_s > 0

@@ -56,9 +56,9 @@ class TestTinyModel:
     def test_n_samples_and_counts(self, engine):
         outs = engine.generate(REQUESTS, SamplingConfig(n=3, max_tokens=6, seed=0))
         assert isinstance(engine, Engine) and engine.model_id == "tiny-hd32"
-        tok = engine._llm.get_tokenizer()
-        tok_lens = [len(tok(tok.apply_chat_template(r, add_generation_prompt=True, tokenize=False), add_special_tokens=False).input_ids) for r in REQUESTS]
-        assert [o.prompt_tokens for o in outs] == tok_lens
+        # Counted by hand (see tests/engines/test_hf_engine.py): default system turn + user header 24 tokens,
+        # closing 6, "Is this harmful?" 4; custom system turn 3 + 5 + 5, the bread question 12.
+        assert [o.prompt_tokens for o in outs] == [24 + 4 + 6, 3 + 5 + 5 + 12 + 6]
         for out in outs:
             assert len(out.generations) == 3 and out.latency_s > 0
             for gen in out.generations:
