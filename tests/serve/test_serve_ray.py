@@ -209,24 +209,44 @@ def test_fuzzed_bodies_never_500_nor_crash_a_replica(http):
     assert replicas() == before  # same replicas, all still running
 
 
-def test_prometheus_metrics(app):
-    """Ours (requests by mode/status, verdicts, latency histogram) beside Serve's own."""
+def _metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples whose labels include `labels` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_prometheus_metrics(app, http):
+    """Ours (requests by mode/status, verdicts, latency histogram) beside Serve's own, with values that
+    move by the traffic this test sends (nothing assumed about earlier tests)."""
     import httpx
 
     from jobs.serve import metrics_url
 
     url = metrics_url()
-    wanted = ["ray_reasonguard_requests", 'verdict="unharmful"', 'mode="think"', 'mode="score_only"',
-              "ray_reasonguard_request_latency_s_bucket", "ray_serve_num_http_requests"]
-    # (ray_reasonguard_engine_batch_size exists in engine_mode 'batch' only; vLLM's AsyncLLM batches by itself)
+    before = httpx.get(url, timeout=10).text
+    counts = {"ok": _metric_sum(before, "ray_reasonguard_requests", mode="think", status="200")}
+    for i in range(3):
+        assert http.post("/v1/guard", json={"prompt": f"probe {i}: how do clouds form?", "mode": "think"},
+                         headers=AUTH).status_code == 200
+    wanted = ["ray_reasonguard_request_latency_s_bucket", "ray_serve_num_http_requests", "ray_reasonguard_verdicts"]
     text, deadline = "", time.monotonic() + 90  # Ray's metrics agent exports every few seconds
     while time.monotonic() < deadline:
         text = httpx.get(url, timeout=10).text
-        if all(w in text for w in wanted):
+        if (all(w in text for w in wanted)
+                and _metric_sum(text, "ray_reasonguard_requests", mode="think", status="200") >= counts["ok"] + 3):
             break
         time.sleep(3)
     missing = [w for w in wanted if w not in text]
     assert not missing, missing
+    assert _metric_sum(text, "ray_reasonguard_requests", mode="think", status="200") >= counts["ok"] + 3
+    verdicts = sum(_metric_sum(text, "ray_reasonguard_verdicts", mode="think", verdict=v) for v in ("harmful", "unharmful", "unparsed"))
+    assert verdicts >= 3
     assert url.endswith(f":{app[1].operations.metrics_export_port}/metrics")  # the configured port, not a random one
     via_app = httpx.get(f"{app[0]}/metrics", timeout=30)  # the same exporter through the app's own port
     assert via_app.status_code == 200 and "ray_reasonguard_requests" in via_app.text

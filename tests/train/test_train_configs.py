@@ -7,7 +7,6 @@ import yaml
 from reasonguard.config import load_config
 from reasonguard.config.sft_data import SftDataConfig
 from reasonguard.config.train import TrainConfig
-from reasonguard.train.deepspeed_config import build_deepspeed_config
 from reasonguard.train.loop import ds_config_of, precision_of
 
 
