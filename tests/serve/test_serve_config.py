@@ -62,10 +62,11 @@ def test_serve_yamls_are_valid_and_build(path):
     for app in raw["applications"]:
         assert app["import_path"] == "serve.app:build_app"
         built = build_app(app["args"])
-        deployment = built._bound_deployment
-        assert deployment.name == "GuardDeployment"
-        config = ServeConfig.model_validate(built._bound_deployment.init_args[0])
-        assert config.app_name == app["name"]
+        ingress = built._bound_deployment
+        model = ingress.init_args[0]._bound_deployment
+        assert (ingress.name, model.name) == ("GuardIngress", "GuardDeployment")
+        config = ServeConfig.model_validate(model.init_args[0])
+        assert config.app_name == app["name"] and ingress.init_args[1] == model.init_args[0]
 
 
 def test_build_app_args_errors():
@@ -76,7 +77,8 @@ def test_build_app_args_errors():
     with pytest.raises(ValueError, match="unknown build_app args"):
         build_app({"config": "cluster/configs/serve_local.yaml", "confg": 1})
     app = build_app({"config": "cluster/configs/serve_local.yaml", "overrides": {"replica.num_replicas": 3}})
-    assert app._bound_deployment._deployment_config.num_replicas == 3
+    assert app._bound_deployment.init_args[0]._bound_deployment._deployment_config.num_replicas == 3
+    assert app._bound_deployment._deployment_config.num_replicas == 1  # the ingress
 
 
 def test_engine_mode_async_needs_vllm():
