@@ -42,7 +42,8 @@ def _models_command(argv: Sequence[str]) -> int:
     ship = sub.add_parser("ship", help="copy a LoRA training run's adapter into the package as the embedded guard")
     ship.add_argument("run_dir", help="a jobs.train output_dir trained with lora (holds final-adapter/)")
     ship.add_argument("--target", help="default: the package's reasonguard/data/embedded_guard")
-    ship.add_argument("--wall-s", type=float, help="the training run's wall time in seconds, for the training record")
+    ship.add_argument("--wall-s", type=float, help="the training run's wall time (default: from train_summary.json)")
+    ship.add_argument("--commit", help="the commit the run was trained at (default: HEAD)")
     sub.add_parser("path", help="print where an alias resolves").add_argument(
         "name", help="'smollm2', 'embedded-guard', 'tiny', a path or a hub id")
     args = parser.parse_args(argv)
@@ -58,7 +59,8 @@ def _models_command(argv: Sequence[str]) -> int:
     elif args.action == "tiny":
         print(models.build_tiny_model(Path(args.target) if args.target else None, force=args.force))
     elif args.action == "ship":
-        print(models.ship_adapter(args.run_dir, Path(args.target) if args.target else None, wall_s=args.wall_s))
+        print(models.ship_adapter(args.run_dir, Path(args.target) if args.target else None, wall_s=args.wall_s,
+                                  commit=args.commit))
     else:
         print(models.resolve_model(args.name))
     return 0

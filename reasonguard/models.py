@@ -188,7 +188,8 @@ def prepare_embedded_guard(adapter_dir: Path | None = None, target: Path | None 
     return target
 
 
-def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float | None = None) -> Path:
+def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float | None = None,
+                 commit: str | None = None) -> Path:
     """Copy a LoRA run's final adapter into the package (float16: half the bytes, same merged guard to
     within rounding) with its fingerprints and training record: what `prepare_embedded_guard` merges."""
     import shutil
@@ -211,7 +212,10 @@ def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float 
     tensors = {k: v.half().contiguous() for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
     save_file(tensors, str(target / "adapter_model.safetensors"))
     shutil.copy(run_dir / "final" / "training_fingerprints.json", target / "training_fingerprints.json")
-    (target / "training.json").write_text(json.dumps(training_record(run_dir, wall_s), indent=2))
+    record = training_record(run_dir, wall_s)
+    if commit:  # the run started at an earlier commit than the one shipping it
+        record["commit"] = commit
+    (target / "training.json").write_text(json.dumps(record, indent=2))
     return target
 
 
