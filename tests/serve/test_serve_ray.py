@@ -213,7 +213,7 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
     """The sum of a Prometheus metric's samples whose labels include `labels` (0 when absent)."""
     total = 0.0
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
+        if not (line.startswith(name + "{") or line.startswith(name + "_total{")):  # counters may carry _total
             continue
         head, _, value = line.rpartition(" ")
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
