@@ -208,7 +208,8 @@ def test_ctrl_c_stops_the_job_on_the_cluster(cluster, tmp_path):
     try:
         assert running.wait(180), "".join(seen)[-4000:]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=300) == 130  # a hang guard: a loaded 2-core machine stops jobs slowly, "".join(seen)[-4000:]
+        # a hang guard, not a time assertion: on a loaded 2-core machine the job server answers slowly
+        assert proc.wait(timeout=300) == 130, "".join(seen)[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
