@@ -12,6 +12,7 @@ only points at a config.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,22 @@ class RayServeMetrics:
         self._failovers.inc(1, tags={"endpoint": endpoint})
 
 
-async def node_metrics() -> str:
-    """The Prometheus text of Ray's metrics exporter on this replica's node (Serve's metrics and ours)."""
-    import httpx
+@functools.cache
+def node_metrics_url() -> str:
+    """Ray's metrics exporter of this replica's node (asked of Ray once per replica, not per scrape)."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
     node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+
+
+async def node_metrics() -> str:
+    """The Prometheus text of Ray's metrics exporter on this replica's node (Serve's metrics and ours)."""
+    import httpx
+
     async with httpx.AsyncClient(timeout=5) as client:
-        r = await client.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics")
+        r = await client.get(node_metrics_url())
         r.raise_for_status()
         return r.text
 
@@ -128,19 +136,16 @@ class GuardDeployment:
         else:
             raise_first_error(server.generate(plan.jobs))
 
-    async def guard(self, body: dict) -> dict:
-        """A validated /v1/guard body (from the ingress) -> {"ok": response} or an error envelope."""
+    async def guard(self, request) -> dict:
+        """A /v1/guard request the ingress validated -> {"ok": response} or an error envelope."""
         from serve.ingress import call_in_envelope
-        from serve.schemas import GuardBatchRequest, GuardRequest
 
-        request = (GuardBatchRequest if "inputs" in body else GuardRequest).model_validate(body)
         return await call_in_envelope(self.service.guard(request))
 
-    async def chat_completion(self, body: dict) -> dict:
+    async def chat_completion(self, request) -> dict:
         from serve.ingress import call_in_envelope
-        from serve.schemas import ChatCompletionRequest
 
-        return await call_in_envelope(self.service.chat_completion(ChatCompletionRequest.model_validate(body)))
+        return await call_in_envelope(self.service.chat_completion(request))
 
     async def health(self) -> dict:
         return {"healthy": self.service.server.healthy, "pending": self.service.pending}

@@ -20,6 +20,7 @@ from typing import Any
 
 from reasonguard.config.serve import ServeConfig
 from serve.errors import EngineUnavailable, GuardError, Overloaded
+from serve.service import check_bearer, read_token
 from serve.schemas import ChatCompletionRequest, ChatCompletionResponse, GuardBatchRequest, GuardBatchResponse, GuardRequest, GuardResponse
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,15 @@ def error_from_envelope(data: dict[str, Any]) -> GuardError:
 
 
 async def call_in_envelope(coro) -> dict[str, Any]:
-    """Run a GuardService call in a model replica: {"ok": response JSON} or the error envelope."""
+    """Run a GuardService call in a model replica: {"ok": response model} or the error envelope.
+
+    Requests and responses cross the handle as the validated pydantic objects (Ray pickles them);
+    errors go as data, since a GuardError's param and headers do not survive pickling as an exception."""
     try:
         response = await coro
     except GuardError as exc:
         return error_envelope(exc)
-    return {"ok": response.model_dump(mode="json")}
+    return {"ok": response}
 
 
 class ModelView:
@@ -60,20 +64,17 @@ class RemoteGuardService:
     `GuardDeployment` handle, with failover to another replica when one dies mid-request."""
 
     def __init__(self, handle, config: ServeConfig, metrics=None) -> None:
-        from serve.service import GuardService
-
         self.handle = handle
         self.config = config
         self.server = ModelView(config)
         self.pending = 0
         self.failovers = 0
         self.metrics = metrics
-        self.token = GuardService._read_token(config)
-        self._authorize = GuardService.authorize
+        self.token = read_token(config)
         self._probe: asyncio.Task | None = None
 
     def authorize(self, header: str | None) -> None:
-        self._authorize(self, header)
+        check_bearer(self.token, header)
 
     def start_probe(self) -> None:
         """Become ready once a model replica answers (retried in the background)."""
@@ -90,25 +91,23 @@ class RemoteGuardService:
             if not self.server.healthy:
                 await asyncio.sleep(1)
 
-    async def guard(self, request: GuardRequest | GuardBatchRequest):
-        out = await self._call("guard", request)
-        return GuardBatchResponse.model_validate(out) if "results" in out else GuardResponse.model_validate(out)
+    async def guard(self, request: GuardRequest | GuardBatchRequest) -> GuardResponse | GuardBatchResponse:
+        return await self._call("guard", request)
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        return ChatCompletionResponse.model_validate(await self._call("chat_completion", request))
+        return await self._call("chat_completion", request)
 
-    async def _call(self, method: str, request) -> dict[str, Any]:
+    async def _call(self, method: str, request):
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-        payload = request.model_dump(mode="json", exclude_unset=True)
         retry_after = self.config.replica.retry_after_s
         deadline = time.monotonic() + self.config.timeouts.max_request_s
         self.pending += 1
         try:
             for attempt in range(self.config.replica.failover_retries + 1):
                 try:
-                    out = await getattr(self.handle, method).remote(payload)
+                    out = await getattr(self.handle, method).remote(request)
                 except BackPressureError:
                     raise Overloaded("every guard replica's queue is full; retry later", retry_after) from None
                 except (ActorDiedError, ActorUnavailableError, RayActorError, DeploymentUnavailableError) as exc:

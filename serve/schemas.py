@@ -95,22 +95,27 @@ _NO_SYSTEM_TURN = {"anyOf": [{"type": "null"}, {"type": "array", "not": {"contai
 _POLICY_GIVEN = {"required": ["policy"], "properties": {"policy": {"not": {"type": "null"}}}}
 
 
-def _policy_excludes_system_turns(schema: dict, conversation_path: tuple[str, ...]) -> None:
-    """The rule 'a system message is the policy: not both' in the schema (if a policy is given, no
-    conversation's messages hold a system turn)."""
-    rule: dict = {"properties": {"messages": _NO_SYSTEM_TURN}}
-    for key in reversed(conversation_path):
-        rule = {"properties": {key: {"items": rule}}} if key == "inputs" else rule
+def _policy_excludes_system_turns(schema: dict, batch: bool) -> None:
+    """The rule 'a system message is the policy: not both' in the schema: if a policy is given, no
+    conversation's messages (the request's own, or each of `inputs`) hold a system turn."""
+    conversation = {"properties": {"messages": _NO_SYSTEM_TURN}}
+    rule = {"properties": {"inputs": {"items": conversation}}} if batch else conversation
     schema.setdefault("allOf", []).append({"if": _POLICY_GIVEN, "then": rule})
+
+
+def _single_request_schema(schema: dict, _model) -> None:
+    schema["oneOf"] = Conversation.model_config["json_schema_extra"]["oneOf"]
+    _policy_excludes_system_turns(schema, batch=False)
+
+
+def _batch_request_schema(schema: dict, _model) -> None:
+    _policy_excludes_system_turns(schema, batch=True)
 
 
 class GuardRequest(Conversation, GuardOptions):
     """POST /v1/guard, single form: one conversation plus options."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: (
-        schema.update(oneOf=Conversation.model_config["json_schema_extra"]["oneOf"]),
-        _policy_excludes_system_turns(schema, ()),
-    ) and None)
+    model_config = ConfigDict(json_schema_extra=_single_request_schema)
 
 
 class GuardBatchRequest(GuardOptions):
@@ -118,7 +123,7 @@ class GuardBatchRequest(GuardOptions):
 
     inputs: list[Conversation] = Field(min_length=1, max_length=HARD_MAX_ITEMS, description="The conversations to judge.")
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: _policy_excludes_system_turns(schema, ("inputs",)))
+    model_config = ConfigDict(json_schema_extra=_batch_request_schema)
 
 
 class Usage(BaseModel):

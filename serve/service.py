@@ -101,6 +101,28 @@ class QueueBatcher:
                         future.set_result(result)
 
 
+def read_token(config: ServeConfig) -> str | None:
+    """The bearer token from `auth.token_env` (None: no auth); a required but missing one fails the start."""
+    name = config.auth.token_env
+    token = os.environ.get(name, "").strip() if name else ""
+    if config.auth.required and not token:
+        raise RuntimeError(f"auth.required is set but environment variable {name} is empty or missing")
+    return token or None
+
+
+def check_bearer(token: str | None, header: str | None) -> None:
+    """Raise Unauthorized unless `header` is `Bearer <token>` (nothing to check when token is None)."""
+    if token is None:
+        return
+    import hmac
+
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise Unauthorized("invalid bearer token")
+
+
 class GuardService:
     def __init__(self, server: GuardServer, config: ServeConfig, submit: Submit | None = None, metrics: Metrics | None = None) -> None:
         self.server = server
@@ -115,15 +137,7 @@ class GuardService:
             submit = QueueBatcher(self.run_batch, batching.max_batch_size, batching.batch_wait_timeout_s).submit
         self.submit: Submit = submit or self.submit_unbatched
         self.pending = 0
-        self.token = self._read_token(config)
-
-    @staticmethod
-    def _read_token(config: ServeConfig) -> str | None:
-        name = config.auth.token_env
-        token = os.environ.get(name, "").strip() if name else ""
-        if config.auth.required and not token:
-            raise RuntimeError(f"auth.required is set but environment variable {name} is empty or missing")
-        return token or None
+        self.token = read_token(config)
 
     async def submit_unbatched(self, job: Job):
         self.metrics.batch(1)
@@ -162,15 +176,7 @@ class GuardService:
         return raise_first_error(outputs)
 
     def authorize(self, header: str | None) -> None:
-        if self.token is None:
-            return
-        import hmac
-
-        scheme, _, value = (header or "").partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(value.strip().encode(), self.token.encode()):
-            raise Unauthorized("invalid bearer token")
+        check_bearer(self.token, header)
 
     # ------------------------------------------------------------------ endpoints
 
