@@ -95,10 +95,10 @@ def _datasets_command(argv: Sequence[str]) -> int:
     else:
         import yaml
 
+        from reasonguard.config import ConfigError, validate_config
         from reasonguard.config.common import DataSource
         from reasonguard.datasets.generic import DatasetFormatError
         from reasonguard.datasets.sources import format_preview, load_source
-        from pydantic import ValidationError
 
         spec: dict = {"split": args.split}
         if args.name in datasets.list_datasets():
@@ -109,13 +109,9 @@ def _datasets_command(argv: Sequence[str]) -> int:
                 if text:
                     spec[key] = yaml.safe_load(text)
         try:
-            source = DataSource.model_validate(spec)
+            source = validate_config(DataSource, spec, "datasets show")
             print(format_preview(source.display_name, load_source(source)))
-        except ValidationError as exc:
-            print("error: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False)),
-                  file=sys.stderr)
-            return 2
-        except (DatasetFormatError, FileNotFoundError) as exc:
+        except (ConfigError, DatasetFormatError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return 0

@@ -27,7 +27,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  - {where}: {err['msg']}")
+        lines.append(f"  - {where}: {err['msg'].removeprefix('Value error, ')}")  # our own checks' text, as written
     return "\n".join(lines)
 
 

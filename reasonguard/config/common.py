@@ -64,7 +64,7 @@ class DataSource(StrictModel):
         from pydantic import ValidationError
 
         from reasonguard.datasets.generic import (
-            LABEL_FIELDS, ColumnMapping, DatasetFormatError, normalise_label_map, table_format,
+            ColumnMapping, DatasetFormatError, constant_labels_problem, normalise_label_map, table_format,
         )
         from reasonguard.schema import HARM_LABELS
 
@@ -90,10 +90,9 @@ class DataSource(StrictModel):
                 normalise_label_map(self.label_map, HARM_LABELS)
             except ValueError as exc:
                 raise ValueError(f"label_map of {self.path}: {exc}") from None
-        for key in self.labels or {}:
-            column = getattr(mapping, LABEL_FIELDS[key]) if mapping else None
-            if column is not None:
-                raise ValueError(f"labels.{key} of {self.path} is constant and also read from column {column!r}; give one")
+        problem = constant_labels_problem(self.labels or {}, mapping)
+        if problem:
+            raise ValueError(f"labels.{problem[0]} of {self.path} {problem[1]}")
 
     @property
     def display_name(self) -> str:

@@ -328,6 +328,19 @@ def check_columns(records: list[dict[str, Any]], columns: ColumnMapping, path: s
 LABEL_FIELDS = {"prompt_harm": "prompt_harm_label", "response_harm": "response_harm_label"}
 
 
+def constant_labels_problem(labels: Mapping[str, str], columns: ColumnMapping | None) -> tuple[str, str] | None:
+    """(label key, why) when constant `labels` ({"prompt_harm": "harmful"}) cannot apply with `columns`, or None."""
+    for key, value in labels.items():
+        if key not in LABEL_FIELDS:
+            return key, f"is not a label level; use {sorted(LABEL_FIELDS)}"
+        if value not in HARM_LABELS:
+            return key, f"must be one of {HARM_LABELS}, got {value!r}"
+        column = getattr(columns, LABEL_FIELDS[key]) if columns is not None else None
+        if column is not None:
+            return key, f"is constant and also read from column {column!r}; give one of the two"
+    return None
+
+
 def records_to_examples(
     records: list[dict[str, Any]],
     columns: ColumnMapping,
@@ -345,14 +358,9 @@ def records_to_examples(
     a row without a text to judge (missing or whitespace-only prompt) is an error naming it."""
     check_columns(records, columns, path)
     constant = dict(labels or {})
-    for key, value in constant.items():
-        if key not in LABEL_FIELDS:
-            raise DatasetFormatError(f"labels for {path}: unknown key {key!r}; use {sorted(LABEL_FIELDS)}")
-        if value not in HARM_LABELS:
-            raise DatasetFormatError(f"labels for {path}: {key} must be one of {HARM_LABELS}, got {value!r}")
-        if getattr(columns, LABEL_FIELDS[key]) is not None:
-            raise DatasetFormatError(f"labels for {path}: {key} is constant and also read from column "
-                                     f"{getattr(columns, LABEL_FIELDS[key])!r}; give one of the two")
+    problem = constant_labels_problem(constant, columns)
+    if problem:
+        raise DatasetFormatError(f"labels for {path}: {problem[0]} {problem[1]}")
     harm = normalise_label_map(DEFAULT_LABEL_MAP if label_map is None else label_map, HARM_LABELS)
     refusal = normalise_label_map(DEFAULT_REFUSAL_MAP if refusal_map is None else refusal_map, REFUSAL_LABELS)
     examples: list[GuardExample] = []

@@ -22,26 +22,25 @@ def seeded_subset(items: Sequence[T], n: int | None, seed: int) -> list[T]:
 def load_source(source) -> list[GuardExample]:
     """The examples a `DataSource` names: split filter, then offset, limit and a seeded sample."""
     from reasonguard.datasets import ColumnMapping, load_dataset, load_table
-
     from reasonguard.datasets.generic import DatasetFormatError
 
-    filter_split = source.split
     if source.dataset is not None:
-        examples = load_dataset(source.dataset, root=source.root)
+        examples, filter_split = load_dataset(source.dataset, root=source.root), source.split
     else:
         columns = ColumnMapping(**source.columns) if source.columns else None
-        declared = source.split if columns is None or columns.split is None else "test"
+        split_column = columns is not None and columns.split is not None
+        # A file's rows take the source's split, unless a column gives each row its own: then it filters.
         examples = load_table(source.path, columns, source=source.display_name, label_map=source.label_map,
-                              labels=source.labels, encoding=source.encoding, split=declared or "test")
-        filter_split = None if columns is None or columns.split is None else source.split
+                              labels=source.labels, encoding=source.encoding,
+                              split="test" if split_column else (source.split or "test"))
+        filter_split = source.split if split_column else None
         if not examples:
             raise DatasetFormatError(f"{source.path} holds no rows")
     if filter_split is not None:
         present = sorted({e.split for e in examples})
         examples = [e for e in examples if e.split == filter_split]
         if not examples:
-            hint = ("" if source.dataset is not None else
-                    "; the split comes from the column mapped as `columns.split`")
+            hint = "" if source.dataset is not None else "; the split comes from the column mapped as `columns.split`"
             raise DatasetFormatError(f"data source {source.display_name!r} has no rows of split {filter_split!r} "
                                      f"(splits present: {', '.join(present)}){hint}")
     examples = examples[source.offset :]
