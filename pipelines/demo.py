@@ -13,11 +13,10 @@ log = logging.getLogger(__name__)
 
 
 def run(config: DemoConfig) -> Path:
-    from pipelines.predict import format_table
-    from reasonguard.report import guards_side_by_side
-    from pipelines.predict import read_results
+    from pipelines.predict import format_table, read_results
     from pipelines.predict import run as run_predict
     from reasonguard.io import write_json
+    from reasonguard.report import guards_side_by_side
     from reasonguard.models import resolve_model
 
     out = Path(config.output_dir)

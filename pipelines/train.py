@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import os
 import shutil
 import tempfile
@@ -101,8 +102,6 @@ def train(config: TrainConfig) -> Path:
     from reasonguard.io import write_json
     from reasonguard.models import resolve_model
     from reasonguard.train.checkpoint import HF_DIR, TrainerState, export_final
-
-    import time
 
     started = time.monotonic()
     out = Path(config.output_dir)

@@ -338,16 +338,7 @@ class DatasetTaskReport:
     def to_record(self) -> dict[str, Any]:
         """A flat dict for a DataFrame / metrics.json row."""
         s, m = self.scores, self.scores.majority
-        record = self._record(s, m)
-        if m.n_scored == 0 and m.n_unlabelled:  # nothing to score against: unlabelled, not an F1 of zero
-            for key in ("f1_mean", "f1_std", "precision_mean", "recall_mean", "majority_f1", "majority_precision",
-                        "majority_recall"):
-                record[key] = None
-        record["unlabelled"] = m.n_scored == 0 and m.n_unlabelled > 0
-        return record
-
-    def _record(self, s, m) -> dict[str, Any]:
-        return {**(self.probability or {}), **{
+        record = {**(self.probability or {}), **{
             "dataset": self.dataset, "task": self.task, "n_items": s.n_items, "n_unlabelled": m.n_unlabelled,
             "n_samples": self.n_samples, "n_runs": len(s.runs), "f1_mean": s.f1_mean, "f1_std": s.f1_std,
             "precision_mean": s.precision_mean, "recall_mean": s.recall_mean,
@@ -356,6 +347,12 @@ class DatasetTaskReport:
             "majority_parse_failure_rate": m.parse_failure_rate, "mean_output_tokens": self.mean_output_tokens,
             "latency_mean_s": self.latency_mean_s, "latency_p90_s": self.latency_p90_s,
         }}
+        record["unlabelled"] = m.n_scored == 0 and m.n_unlabelled > 0
+        if record["unlabelled"]:  # nothing to score against: unlabelled, not an F1 of zero
+            for key in ("f1_mean", "f1_std", "precision_mean", "recall_mean", "majority_f1", "majority_precision",
+                        "majority_recall"):
+                record[key] = None
+        return record
 
 
 def probability_metrics(samples: Sequence[Sample], positive: str) -> dict[str, float]:

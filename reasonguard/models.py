@@ -94,11 +94,7 @@ def prepare_smollm2(target: Path | None = None, force: bool = False) -> Path:
 def _write_generation_defaults(path: Path, tokenizer) -> None:
     """The guard's decoding defaults (paper: temperature 0.6, top-p 0.95) travel with the checkpoint."""
     cfg = {"temperature": 0.6, "top_p": 0.95, "do_sample": True, "max_new_tokens": 400}
-    if tokenizer is None:  # keep the base's token ids (merge_adapter copied its generation_config.json)
-        existing = path / "generation_config.json"
-        old = json.loads(existing.read_text()) if existing.exists() else {}
-        cfg = {**old, **cfg}
-    elif tokenizer.eos_token_id is not None:
+    if tokenizer.eos_token_id is not None:
         cfg["eos_token_id"] = tokenizer.eos_token_id
     (path / "generation_config.json").write_text(json.dumps(cfg, indent=2))
 
@@ -180,8 +176,7 @@ def prepare_embedded_guard(adapter_dir: Path | None = None, target: Path | None 
     base = resolve_model(json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"])
     log.info("merging the embedded guard's adapter %s onto %s -> %s", adapter_dir, base, target)
     with atomic_dir(target) as tmp:
-        merge_adapter(adapter_dir, tmp, base, tokenizer_dir=base)
-        _write_generation_defaults(Path(tmp), None)
+        merge_adapter(adapter_dir, tmp, base, tokenizer_dir=base)  # with the base's generation defaults
         for name in ("training_fingerprints.json", "training.json"):
             if (adapter_dir / name).exists():
                 shutil.copy(adapter_dir / name, Path(tmp) / name)
@@ -202,9 +197,9 @@ def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float 
         raise ModelUnavailableError(f"{adapter} holds no LoRA adapter: train with `lora:` and merge_on_export first")
     target = Path(target) if target else EMBEDDED_GUARD_ADAPTER
     target.mkdir(parents=True, exist_ok=True)
-    config = json.loads((adapter / "adapter_config.json").read_text())
     import yaml
 
+    config = json.loads((adapter / "adapter_config.json").read_text())
     trained_from = yaml.safe_load((run_dir / "config.yaml").read_text()).get("model", "")
     if trained_from.lower() in LOCAL_ALIASES:  # an alias (smollm2): resolved on the user's machine, not this one's path
         config["base_model_name_or_path"] = trained_from

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Sequence
 
+from reasonguard.hygiene import fingerprint, training_fingerprints
 from reasonguard.prompts import Mode
 from reasonguard.schema import GuardExample
 from reasonguard.targets import build_chat_example
@@ -177,8 +178,6 @@ def build_sft_rows(
 
     `held_out`: prompt fingerprints (reasonguard.hygiene) of test sets; examples whose prompt is among
     them never become training rows (counted as skipped `held_out`)."""
-    from reasonguard.hygiene import fingerprint
-
     skipped: Counter = Counter()
     seen: set[str] = set()
     pool: list[SourceItem] = []
@@ -196,9 +195,11 @@ def build_sft_rows(
         pool = stratified_subset(pool, subset_size, seed)
     pairs, mode_skips = assign_modes(pool, mode, think_ratio, seed, duplicate)
     skipped.update(mode_skips)
-    topic = [t for t in topic_following if t.example.prompt_harm_label is not None
-             and not (held_out and fingerprint(t.example.prompt) in held_out)]
-    skipped["topic_unlabelled"] += len(topic_following) - len(topic)
+    topic = [t for t in topic_following if not (held_out and fingerprint(t.example.prompt) in held_out)]
+    skipped["held_out"] += len(topic_following) - len(topic)
+    labelled_topic = [t for t in topic if t.example.prompt_harm_label is not None]
+    skipped["topic_unlabelled"] += len(topic) - len(labelled_topic)
+    topic = labelled_topic
     topic = [t for t in topic if t.example.id not in seen]  # already in (e.g. distilled from the same data)
     if topic_size is not None:
         topic = stratified_subset(topic, topic_size, seed)
@@ -483,8 +484,6 @@ def build_from_config(config) -> SftBuildResult:
     from reasonguard.datasets.sources import load_source
 
     labelled = [it for source in config.labelled for it in items_from_examples(load_source(source))]
-    from reasonguard.hygiene import training_fingerprints
-
     held_out = training_fingerprints(
         {"prompt": ex.prompt} for source in config.held_out for ex in load_source(source))
     topic: list[SourceItem] = []

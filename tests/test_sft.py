@@ -236,6 +236,12 @@ def test_held_out_prompts_never_become_rows():
     result = build_sft_rows(traces, labelled, mode="dual", held_out=held_out)
     assert sorted(r["id"] for r in result.rows) == ["ex:0", "ex:2"]
     assert result.stats["skipped"] == {"held_out": 2}
+    topic = items_from_examples([_example(4), _example(5), GuardExample(id="u", source="t", prompt="prompt number 6")],
+                                "topic_following")
+    held_out |= {fingerprint("prompt number 5")}
+    result = build_sft_rows(traces, labelled, mode="no_think", topic_following=topic, held_out=held_out)
+    assert "ex:4" in {r["id"] for r in result.rows} and "ex:5" not in {r["id"] for r in result.rows}
+    assert result.stats["skipped"] == {"held_out": 3, "topic_unlabelled": 1}  # a held-out turn is not "unlabelled"
 
 
 def test_held_out_sources_in_the_config_keep_their_prompts_out(tmp_path):
