@@ -193,7 +193,10 @@ def test_stop_a_job_by_id(cluster, tmp_path):
 
 def test_ctrl_c_stops_the_job_on_the_cluster(cluster, tmp_path):
     cmd = _submit_cmd(cluster, "predict", "--config", PREDICT_CONFIG, "--set", f"output_dir={tmp_path}", *LONG_PREDICT)
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The client must see Ctrl-C even when the suite itself runs as a background job, where the shell set
+    # SIGINT to "ignored" and every child would inherit that (a user's terminal does not).
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: list[str] = []
     running = threading.Event()
 
@@ -208,8 +211,7 @@ def test_ctrl_c_stops_the_job_on_the_cluster(cluster, tmp_path):
     try:
         assert running.wait(180), "".join(seen)[-4000:]
         proc.send_signal(signal.SIGINT)
-        # a hang guard, not a time assertion: on a loaded 2-core machine the job server answers slowly
-        assert proc.wait(timeout=300) == 130, "".join(seen)[-4000:]
+        assert proc.wait(timeout=120) == 130, "".join(seen)[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
