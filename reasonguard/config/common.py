@@ -75,6 +75,10 @@ class DataSource(StrictModel):
         if fmt != ".txt" and not self.columns:
             raise ValueError(f"'path' {self.path} needs 'columns' (at least {{prompt: <column>}} or {{messages: <column>}})")
         mapping = None
+        glued = [k for k, v in (self.columns or {}).items() if v is None and ":" in str(k)]
+        if glued:  # YAML reads {prompt:text} as the key "prompt:text" with no value
+            raise ValueError(f"columns of {self.path}: {glued[0]!r} is one key without a value; in YAML write "
+                             f"'{glued[0].split(':', 1)[0]}: {glued[0].split(':', 1)[1]}' (a space after the colon)")
         if self.columns:
             try:
                 mapping = ColumnMapping(**self.columns)

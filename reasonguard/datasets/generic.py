@@ -477,6 +477,8 @@ def _row_to_example(
             split=row_split,
             extra=extra,
         )
+    except DatasetFormatError:
+        raise  # a label error already names its row and file
     except ValueError as exc:
         raise DatasetFormatError(f"invalid row {where}: {exc}") from None
 

@@ -45,6 +45,7 @@ def run_predict(argv, capsys) -> tuple[int, str, str]:
     ("{path: X, labels: {prompt_harm: unsafe}}", "labels.prompt_harm"),
     ("{path: X.xlsx, columns: {prompt: text}}", "unsupported file type '.xlsx'"),
     ("{path: X, columns: {response: r}}", "exactly one of 'prompt'"),
+    ("{path: X, columns: {prompt:text}}", "'prompt:text' is one key without a value; in YAML write 'prompt: text'"),
 ])
 def test_mapping_errors_are_found_when_the_config_loads(tmp_path, capsys, source, fragment):
     path = tmp_path / "data.csv"
