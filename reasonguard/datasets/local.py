@@ -432,7 +432,22 @@ def load_guardreasoner_eval(folder: PathLike = None, *, subset: str) -> list[Gua
 # ---------------------------------------------------------------- topic following (custom policy)
 
 
-def load_topic_following(folder: PathLike = None, *, include_unlabeled: bool = True) -> list[GuardExample]:
+TOPIC_HELD_OUT_EVERY = 5  # every 5th scenario of a domain (in id order, from the 3rd) is held out for testing
+TopicScenarios = Literal["all", "train", "test"]
+
+
+def topic_held_out_scenarios(scenarios: list[dict[str, Any]], every: int = TOPIC_HELD_OUT_EVERY) -> set[int]:
+    """Scenario ids (indexes into `scenarios`) held out for testing: within each domain, the scenarios in id
+    order, every `every`-th one starting from the third (offset 2: the first ones of a domain are not all
+    of one kind). Depends only on the scenario list, so a turn's split never changes with the turns file."""
+    by_domain: dict[str, list[int]] = {}
+    for scenario_id, scenario in enumerate(scenarios):
+        by_domain.setdefault(str(scenario["domain"]), []).append(scenario_id)
+    return {sid for ids in by_domain.values() for k, sid in enumerate(ids) if k % every == min(2, every - 1)}
+
+
+def load_topic_following(folder: PathLike = None, *, include_unlabeled: bool = True,
+                         scenarios: TopicScenarios = "all") -> list[GuardExample]:
     """CantTalkAboutThis topic-following user turns (1546), each judged against its scenario's policy.
 
     `prompt` = the user turn; extra['policy'] = the scenario's system_instruction; extra['history'] = the
@@ -441,25 +456,38 @@ def load_topic_following(folder: PathLike = None, *, include_unlabeled: bool = T
     next assistant turn does not refuse -> `unharmful` (991). The 68 original turns the assistant refuses
     (regex heuristic) may probe forbidden sub-topics: kept with label None (`include_unlabeled=False` drops
     them). Split "train" (the paper mixes this data into SFT).
+
+    `scenarios` splits by scenario (`topic_held_out_scenarios`: 39 of the 190 scenarios, every domain):
+    "test" = the turns of the held-out scenarios (split "test", 305 turns), for evaluating a guard on
+    policies it never saw; "train" = the turns of the other scenarios (split "train") minus any turn whose
+    normalised prompt (reasonguard.hygiene) also occurs in a held-out scenario, so a guard trained on
+    "train" can be evaluated on "test". "all" = every turn, split "train" (no held-out split). The source
+    is `topic_following_<scenarios>` for "train"/"test"; ids are the same in every variant.
     """
     base = dataset_folder(folder, "topic_following_canttalkaboutthis")
-    scenarios = read_records(base / "scenarios_with_human_distractors.jsonl")
+    scenario_rows = read_records(base / "scenarios_with_human_distractors.jsonl")
+    held_out = topic_held_out_scenarios(scenario_rows)
+    source = "topic_following" if scenarios == "all" else f"topic_following_{scenarios}"
+    turns = read_records(base / "turns_on_off_topic.jsonl")
     rows = []
-    for index, turn in enumerate(read_records(base / "turns_on_off_topic.jsonl")):
+    for index, turn in enumerate(turns):
         label = _topic_label(turn)
         if label is None and not include_unlabeled:
             continue
-        scenario = scenarios[turn["scenario_id"]]
+        is_test = int(turn["scenario_id"]) in held_out
+        if (scenarios == "test" and not is_test) or (scenarios == "train" and is_test):
+            continue
+        scenario = scenario_rows[turn["scenario_id"]]
         context_len = turn.get("context_len")
         history = None if is_missing(context_len) else [dict(m) for m in scenario["conversation"][: int(context_len)]]
         rows.append(
             {
                 "id": f"topic_following:{index}",
-                "source": "topic_following",
+                "source": source,
                 "prompt": turn["user_turn"],
                 "prompt_harm_label": label,
                 "categories": (turn["domain"],),
-                "split": "train",
+                "split": "test" if scenarios == "test" else "train",
                 "extra": {
                     "policy": turn["system_instruction"],
                     "history": history,
@@ -471,7 +499,17 @@ def load_topic_following(folder: PathLike = None, *, include_unlabeled: bool = T
                 },
             }
         )
+    if scenarios == "train":
+        rows = _without_prompts_of(rows, [t["user_turn"] for t in turns if int(t["scenario_id"]) in held_out])
     return _examples(rows)
+
+
+def _without_prompts_of(rows: list[dict[str, Any]], held_out_prompts: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows whose prompt (normalised as reasonguard.hygiene does) is none of `held_out_prompts`."""
+    from reasonguard.hygiene import fingerprint
+
+    held = {fingerprint(p) for p in held_out_prompts}
+    return [r for r in rows if fingerprint(r["prompt"]) not in held]
 
 
 def _topic_label(turn: dict[str, Any]) -> str | None:
@@ -498,6 +536,7 @@ __all__ = [
     "load_simple_safety_tests",
     "load_strongreject",
     "load_topic_following",
+    "topic_held_out_scenarios",
     "load_toxicchat",
     "load_wildguardtest_prompts_derived",
     "load_xstest",

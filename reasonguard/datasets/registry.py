@@ -90,6 +90,9 @@ def _register_builtin() -> None:
     _local("strongreject_small", "strongreject", "MIT (+ source licenses)", local.load_strongreject, variant="small")
     _local("topic_following", "topic_following_canttalkaboutthis", "CC-BY-4.0 (distractors: Apache-2.0 / unspecified)",
            local.load_topic_following)
+    for part in ("train", "test"):  # a held-out split by scenario (local.topic_held_out_scenarios)
+        _local(f"topic_following_{part}", "topic_following_canttalkaboutthis",
+               "CC-BY-4.0 (distractors: Apache-2.0 / unspecified)", local.load_topic_following, scenarios=part)
     _local("toxicchat", "toxicchat", "CC-BY-NC-4.0", local.load_toxicchat, variant="full")
     _local("toxicchat_guardreasoner", "toxicchat", "CC-BY-NC-4.0", local.load_toxicchat, variant="guardreasoner")
     _local("wildguardtest_prompts_derived", "wildguardtest_prompts_derived", "ODC-BY",

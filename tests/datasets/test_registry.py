@@ -37,7 +37,7 @@ def test_suite_entries_validate_task_and_loader():
 def test_registry_lists_local_hub_and_embedded_names():
     names = list_datasets()
     assert names == sorted(names) and len(names) == len(set(names))
-    assert len(list_datasets("local")) == 32 and list_datasets("embedded") == ["demo"]
+    assert len(list_datasets("local")) == 34 and list_datasets("embedded") == ["demo"]
     assert set(list_datasets("hub")) == {
         "hf_wildguardmix_train", "hf_wildguardmix_test", "hf_aegis2_train", "hf_aegis2_validation", "hf_aegis2_test",
         "hf_toxicchat_train", "hf_toxicchat_test", "hf_beavertails_30k_train", "hf_beavertails_30k_test",
