@@ -37,7 +37,25 @@ def load_pool(config: MineConfig) -> tuple[list, dict[str, dict]]:
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise ValueError("pool item ids repeat across sources; give each source a distinct dataset or name")
+    if config.exclude_trained:
+        examples = untrained(examples, config)
     return examples, traces
+
+
+def untrained(examples: list, config: MineConfig) -> list:
+    """The pool items whose prompt the guard was not trained on (reasonguard.hygiene fingerprints beside
+    its checkpoint; a guard without them, e.g. a hub model, keeps the whole pool)."""
+    from reasonguard.hygiene import fingerprint, read_fingerprints
+
+    if config.guard.kind == "openai":
+        return examples
+    from reasonguard.models import resolve_model
+
+    prints = read_fingerprints(resolve_model(config.guard.model)) or set()
+    kept = [e for e in examples if fingerprint(e.prompt) not in prints]
+    if len(kept) < len(examples):
+        log.info("pool: %d of %d items left out, the guard was trained on them", len(examples) - len(kept), len(examples))
+    return kept
 
 
 def run(config: MineConfig) -> Path:

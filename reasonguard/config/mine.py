@@ -15,6 +15,11 @@ class MineConfig(StrictModel):
     guard: EngineConfig = Field(description="The first-round guard (its checkpoint is also where continual SFT starts).")
     pool: list[DataSource] = Field(default_factory=list, description="Labelled data not used to train the first guard.")
     pool_traces: str | None = Field(None, description="Or a traces parquet (distill/shorten output): items keep their reasoning.")
+    exclude_trained: bool = Field(
+        True, description="Leave out pool items the guard was trained on (their prompts are in the "
+        "training_fingerprints.json beside its checkpoint): the paper mines the rest of the training set, so the "
+        "pool can be the whole trace table the first guard's subset came from.",
+    )
     mode: Mode = Field("no_think", description="The mode the guard is sampled in while mining.")
     n_samples: int = Field(4, ge=2, description="Samples per item: an item is inconsistent when some are right and some wrong.")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
