@@ -49,10 +49,68 @@ def neutralize(text: str) -> str:
     return _FLAG_OR_TAG.sub(lambda m: (m.group(1) or m.group(3)) + _ZWSP + (m.group(2) or m.group(4)), text)
 
 
+TOOL_CALL_MARK = "[tool call]"
+TOOL_RESULT_MARK = "[tool result]"
+_ROLE_LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call an assistant turn makes (OpenAI's `tool_calls[].function`): the action the guard
+    judges. `arguments` is the JSON text the model wrote, shown verbatim; `id` only pairs results with calls."""
+
+    name: str
+    arguments: str = ""
+    id: str | None = None
+
+    def text(self) -> str:
+        return f"{TOOL_CALL_MARK} {self.name}({self.arguments})"
+
+
 @dataclass(frozen=True)
 class Turn:
-    role: Literal["user", "assistant"]
-    content: str
+    """One turn of a conversation. A plain turn renders as its content; an assistant turn's tool calls
+    follow its content, one `[tool call] name(arguments)` line each; a tool turn (the result of a call)
+    renders as `[tool result] name: content` (the name of the call it answers, where known)."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_name: str | None = None
+
+    def text(self) -> str:
+        if self.role == "tool":
+            return f"{TOOL_RESULT_MARK} {self.tool_name + ': ' if self.tool_name else ''}{self.content}"
+        if not self.tool_calls:
+            return self.content
+        return "\n".join(([self.content] if self.content else []) + [call.text() for call in self.tool_calls])
+
+
+def turns_of_messages(messages: Sequence[dict]) -> list[Turn]:
+    """The user, assistant and tool turns of an OpenAI-style message list, in order (system and developer
+    messages are not turns; serve reads them as the policy). Tool calls are read from `tool_calls`
+    (`{id, type: "function", function: {name, arguments}}`); a tool result is named after the latest
+    call with its `tool_call_id`."""
+    turns, names = [], {}
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        if role == "tool":
+            turns.append(Turn("tool", m.get("content") or "", tool_name=names.get(m.get("tool_call_id"))))
+        elif role in ("user", "assistant"):
+            calls = tuple(_tool_call(c, i) for c in (m.get("tool_calls") or ()) if role == "assistant")
+            names.update((c.id, c.name) for c in calls if c.id is not None)
+            if m.get("content") is None and not calls:
+                raise ValueError(f"message {i} ({role}) has no content" + (" and no tool_calls" if role == "assistant" else ""))
+            turns.append(Turn(role, m.get("content") or "", calls))
+    return turns
+
+
+def _tool_call(call: dict, index: int) -> ToolCall:
+    function = call.get("function") or {}
+    name, arguments = function.get("name"), function.get("arguments", "")
+    if not isinstance(name, str) or not name or not isinstance(arguments, str):
+        raise ValueError(f"message {index}: a tool call needs function.name and function.arguments as text")
+    return ToolCall(name, arguments, call.get("id"))
 
 
 @dataclass(frozen=True)
@@ -65,20 +123,27 @@ class GuardInput:
 
     @classmethod
     def from_messages(cls, messages: Sequence[dict]) -> "GuardInput":
-        """From an OpenAI-style message list: the last user turn (and the assistant turn after it)."""
-        turns = [Turn(m["role"], m["content"]) for m in messages if m.get("role") in ("user", "assistant")]
+        """From an OpenAI-style message list: the last user turn is the prompt, earlier turns the history.
+        The response is the assistant turn after the prompt; when tool calls or results follow the prompt,
+        it is all of them in order (the calls, their results, the final message), so the last tool call,
+        the action about to be taken, is what the guard judges."""
+        turns = turns_of_messages(messages)
         user_idx = [i for i, t in enumerate(turns) if t.role == "user"]
         if not user_idx:
             raise ValueError("messages must contain at least one user turn")
         last = user_idx[-1]
-        response = turns[last + 1].content if last + 1 < len(turns) else None
+        after = turns[last + 1 :]
+        if any(t.role == "tool" or t.tool_calls for t in after):
+            response: str | None = "\n".join(t.text() for t in after)
+        else:
+            response = after[0].content if after else None
         return cls(prompt=turns[last].content, response=response, history=tuple(turns[:last]))
 
 
 def _conversation_block(inp: GuardInput) -> str:
     parts = []
     if inp.history:
-        lines = [f"{'User' if t.role == 'user' else 'Assistant'}: {neutralize(t.content)}" for t in inp.history]
+        lines = [f"{_ROLE_LABELS[t.role]}: {neutralize(t.text())}" for t in inp.history]
         parts.append("Conversation so far:\n" + "\n".join(lines))
     parts.append("Human user:\n" + neutralize(inp.prompt))
     response = NO_RESPONSE if inp.response is None else neutralize(inp.response)
