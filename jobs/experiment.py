@@ -2,7 +2,9 @@
 
 Studies (the paper's): `sample_efficiency` (subset sizes -> train -> evaluate), `budget` (full /
 3 / 1-sentence traces), `dual_mode` (dual-mode vs think-only training), `refinement` (a first
-guard, then continual SFT on its mined difficult samples vs on as many random pool items).
+guard, then continual SFT on its mined difficult samples vs on as many random pool items),
+`custom_policy` (the same guard trained with and without topic-following data, `topic_data`,
+evaluated on held-out topic-following scenarios and the safety suite).
 Every variant trains with jobs.train under `output_dir/<variant>/train`; all of them are
 evaluated together by jobs.evaluate under `output_dir/evaluate` (metrics.json, report.md, plots),
 and `output_dir/report.md` adds the study's variants to that report.

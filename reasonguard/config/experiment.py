@@ -8,13 +8,14 @@ from pydantic import Field, model_validator
 
 from reasonguard.config.base import StrictModel, deep_merge, validate_config
 
-Study = Literal["sample_efficiency", "budget", "dual_mode", "refinement"]
+Study = Literal["sample_efficiency", "budget", "dual_mode", "refinement", "custom_policy"]
 
 DEFAULT_VALUES: dict[str, list[Any]] = {
     "sample_efficiency": [500, 1000, 2500, 5000],
     "budget": ["full", 3, 1],
     "dual_mode": ["dual", "think"],
     "refinement": ["difficult", "random"],
+    "custom_policy": ["with_topic", "without_topic"],
 }
 # Which SftDataConfig field each study varies.
 STUDY_FIELD = {"sample_efficiency": "subset_size", "budget": "budget", "dual_mode": "mode"}
@@ -28,6 +29,11 @@ class ExperimentConfig(StrictModel):
     train: dict = Field(description="Base TrainConfig (with data.build); each variant overrides one field of data.build.")
     evaluate: dict = Field(description="EvaluateConfig without `guards` and `output_dir`: {title, predict: {...}}.")
     mine: dict | None = Field(None, description="refinement: a MineConfig without `guard` and `train` (pool, n_samples, ...).")
+    topic_data: dict | None = Field(
+        None, description="custom_policy: what the 'with_topic' variant adds to train.data.build: `traces` (topic-following "
+        "trace tables, appended to the build's own) and/or `topic_following` (the label-only mix); 'without_topic' trains "
+        "on train.data.build alone.",
+    )
     guard_engine: dict = Field(
         default_factory=lambda: {"kind": "vllm", "max_model_len": 2048},
         description="EngineConfig fields (all but `model`) of every evaluated guard.",
@@ -43,6 +49,8 @@ class ExperimentConfig(StrictModel):
             bad = set(self.sweep()) - {"difficult", "random"}
             if bad:
                 raise ValueError(f"refinement values are 'difficult' and/or 'random', not {sorted(bad)}")
+        if self.study == "custom_policy":
+            self._check_custom_policy()
         for key in ("guards", "output_dir"):
             if key in self.evaluate:
                 raise ValueError(f"evaluate.{key} is set by the experiment job; remove it")
@@ -50,11 +58,33 @@ class ExperimentConfig(StrictModel):
             self.train_config(self.variant_name(value), value)  # every variant's config is valid before training starts
         return self
 
+    def _check_custom_policy(self) -> None:
+        bad = set(self.sweep()) - {"with_topic", "without_topic"}
+        if bad:
+            raise ValueError(f"custom_policy values are 'with_topic' and/or 'without_topic', not {sorted(bad)}")
+        if not self.topic_data:
+            raise ValueError("study 'custom_policy' needs 'topic_data': the topic-following traces and/or mix that the "
+                             "'with_topic' variant adds to train.data.build")
+        unknown = set(self.topic_data) - {"traces", "topic_following"}
+        if unknown:
+            raise ValueError(f"topic_data holds 'traces' and/or 'topic_following', not {sorted(unknown)}")
+        if "topic_following" in ((self.train.get("data") or {}).get("build") or {}):
+            raise ValueError("study 'custom_policy': put the topic-following mix in topic_data, not in train.data.build "
+                             "(the 'without_topic' variant must train without it)")
+
+    def _with_topic(self) -> dict:
+        """train.data.build fields of the 'with_topic' variant: the topic traces after the build's own, and the mix."""
+        build = (self.train.get("data") or {}).get("build") or {}
+        extra = dict(self.topic_data or {})
+        out = {"traces": [*build.get("traces", []), *extra.pop("traces", [])]}
+        return {**out, **extra}
+
     def sweep(self) -> list[Any]:
         return list(self.values if self.values is not None else DEFAULT_VALUES[self.study])
 
     def variant_name(self, value: Any) -> str:
-        prefix = {"sample_efficiency": "n", "budget": "budget-", "dual_mode": "", "refinement": "refined-"}[self.study]
+        prefix = {"sample_efficiency": "n", "budget": "budget-", "dual_mode": "", "refinement": "refined-",
+                  "custom_policy": ""}[self.study]
         return f"{prefix}{value}"
 
     def train_config(self, name: str, value: Any = None, **overrides: Any):
@@ -63,6 +93,8 @@ class ExperimentConfig(StrictModel):
         data = {}
         if self.study in STUDY_FIELD and value is not None:
             data = {"data": {"build": {STUDY_FIELD[self.study]: value}}}
+        if self.study == "custom_policy" and value == "with_topic":
+            data = {"data": {"build": self._with_topic()}}
         merged = deep_merge(deep_merge(self.train, data), {"output_dir": f"{self.output_dir}/{name}/train", "run_name": name})
         return validate_config(TrainConfig, deep_merge(merged, overrides), f"experiment.train[{name}]")
 
