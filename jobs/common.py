@@ -48,9 +48,11 @@ def stage_main(model: type[T], run: Callable[[T], object], argv: Sequence[str] |
     from reasonguard.datasets.hub import DatasetUnavailableError
     from reasonguard.hygiene import TrainTestOverlap
     from reasonguard.models import ModelUnavailableError
+    from reasonguard.run_identity import RunIdentityMismatch
 
     # User errors found once data or models are read: one message and exit 2, not a traceback.
-    user_errors = (TrainTestOverlap, DatasetFormatError, DatasetUnavailableError, ModelUnavailableError, FileNotFoundError)
+    user_errors = (TrainTestOverlap, DatasetFormatError, DatasetUnavailableError, ModelUnavailableError, FileNotFoundError,
+                   RunIdentityMismatch)
     if args.dry_run:
         from reasonguard.datasets.sources import preview_sources
 

@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def run(config: DemoConfig) -> Path:
+    """The chain, resuming what an earlier demo run left; a stage whose configuration (or input model)
+    changed since then starts afresh, so the tables never mix two runs."""
     from pipelines.predict import format_table, read_results
     from pipelines.predict import run as run_predict
     from reasonguard.io import write_json
@@ -26,19 +28,19 @@ def run(config: DemoConfig) -> Path:
     if "distill" in config.stages:
         from pipelines.distill import run as run_distill
 
-        traces = run_distill(config.distill_config())
+        traces = run_distill(config.distill_config(), restart_on_change=True)
         print(f">> distilled traces: {traces}")
     if "train" in config.stages:
         from pipelines.train import train
 
-        guards["trained"] = str(train(_train_config(config)))
+        guards["trained"] = str(train(_train_config(config), restart_on_change=True))
         print(f">> trained guard: {guards['trained']}")
     records = []
     if "predict" in config.stages:
         for name, model in guards.items():
             engine = config.predict.engine.model_copy(update={"model": model})
             pred = config.predict.model_copy(update={"engine": engine, "output_dir": str(out / f"predict_{name}")})
-            run_predict(pred)
+            run_predict(pred, restart_on_change=True)
             for rec in read_results(pred.output_dir)[1]:
                 records.append({"guard": name, **rec})
         write_json({"guards": guards, "reports": records}, out / "summary.json")

@@ -78,18 +78,29 @@ def finalize_distill(out: Path, datasets: dict[str, Sequence[GuardExample]], unl
 # --- The stage body (jobs.distill is its command-line entry point) ---
 
 
-def run(config: DistillConfig) -> Path:
-    """Run the distillation stage; returns output_dir."""
+def run_identity(config: DistillConfig) -> dict:
+    """What decides a trace and its filtering (reasonguard.run_identity): a re-run into the same folder
+    resumes only when these match; more data extends the run."""
+    from reasonguard.run_identity import engine_identity
+
+    return {"engine": engine_identity(config.engine),
+            **config.model_dump(mode="json", include={"sampling", "max_sentences", "policy", "filters"})}
+
+
+def run(config: DistillConfig, restart_on_change: bool = False) -> Path:
+    """Run the distillation stage; returns output_dir. An output folder of another configuration is an
+    error, or is started afresh with `restart_on_change`."""
     from pipelines.distill import run_distill
     from pipelines.ray_utils import init_ray
     from reasonguard.config import dump_config
+    from reasonguard.run_identity import claim_output_dir
 
     from reasonguard.datasets.sources import load_sources
 
     datasets = load_sources(config.data)  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, run_identity(config), "traces", restart_on_change=restart_on_change)
     (out / "config.yaml").write_text(dump_config(config))
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     run_distill(

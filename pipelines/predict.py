@@ -83,20 +83,31 @@ def run_predictions(
 # --- The stage body (jobs.predict is its command-line entry point) ---
 
 
-def run(config: PredictConfig) -> Path:
+def run_identity(config: PredictConfig) -> dict:
+    """What decides a prediction (reasonguard.run_identity): a re-run into the same folder resumes only
+    when these match; more datasets, modes or samples extend the run."""
+    from reasonguard.run_identity import engine_identity
+
+    return {"engine": engine_identity(config.engine),
+            **config.model_dump(mode="json", include={"sampling", "max_tokens_by_mode", "policy", "decoding"})}
+
+
+def run(config: PredictConfig, restart_on_change: bool = False) -> Path:
     """Predict, then write `predictions.parquet` (exactly this run's items, modes and samples) and
-    `metrics.json`; stages that chain predict (evaluate, demo) read those two files."""
+    `metrics.json`; stages that chain predict (evaluate, demo) read those two files. An output folder of
+    another configuration is an error, or is started afresh with `restart_on_change`."""
     from pipelines.ray_utils import init_ray
     from reasonguard.datasets.sources import load_predict_datasets
     from reasonguard.io import read_parts, write_json, write_single_parquet
     from reasonguard.metrics import evaluate_by
+    from reasonguard.run_identity import claim_output_dir
 
     datasets = load_predict_datasets(config)  # before Ray starts: a missing dataset fails in seconds
     log.info("datasets: %s", {k: len(v) for k, v in datasets.items()})
     check_hygiene(config, datasets)
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, run_identity(config), "predictions", restart_on_change=restart_on_change)
     (out / "config.yaml").write_text(_dump(config))
     parts = run_predictions(
         datasets, config.modes, config.n_samples, out, engine_config=config.engine,

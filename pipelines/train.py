@@ -97,16 +97,51 @@ def fit(config: TrainConfig, rows: list[dict] | None = None):
     return trainer.fit()
 
 
-def train(config: TrainConfig) -> Path:
-    """Train and export: the final Hugging Face checkpoint folder (`<output_dir>/final`)."""
+_IDENTITY_FIELDS = {"model", "data", "epochs", "global_batch_size", "learning_rate", "warmup_ratio", "min_lr_ratio",
+                    "weight_decay", "adam_betas", "adam_eps", "max_grad_norm", "precision", "seed", "lora", "launcher"}
+
+
+def run_identity(config: TrainConfig) -> dict:
+    """What decides the weights (reasonguard.run_identity): a run resumes its checkpoints only when these
+    match. Not among them: max_steps (a later run may go on), scaling, checkpointing, logging, Ray."""
+    from reasonguard.models import model_fingerprint
+    from reasonguard.run_identity import file_fingerprint
+
+    fields = config.model_dump(mode="json", include=_IDENTITY_FIELDS)
+    if fields.get("lora"):
+        fields["lora"].pop("merge_on_export", None)  # an export choice: the checkpoints are the same
+    fields["zero_stage"] = config.deepspeed.zero_stage if config.deepspeed.enabled else None
+    fields["model_files"] = model_fingerprint(config.model)
+    if config.data.sft_path:
+        fields["sft_rows_file"] = file_fingerprint(config.data.sft_path)
+    return fields
+
+
+def checkpoint_root(config: TrainConfig) -> Path | None:
+    """Where this run's checkpoints live, when that is a local folder (None for s3://, gs://)."""
+    if config.launcher == "local":
+        return Path(config.output_dir) / "checkpoints" / config.run_name
+    storage = storage_path_of(config)
+    return None if "://" in storage else Path(storage) / config.run_name
+
+
+def train(config: TrainConfig, restart_on_change: bool = False) -> Path:
+    """Train and export: the final Hugging Face checkpoint folder (`<output_dir>/final`). Checkpoints of
+    another configuration under the same run are an error, or are started afresh with `restart_on_change`."""
     from reasonguard.io import write_json
     from reasonguard.models import resolve_model
+    from reasonguard.run_identity import claim_output_dir
     from reasonguard.train.checkpoint import HF_DIR, TrainerState, export_final
 
     started = time.monotonic()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(config.model)  # provision aliases once, before the workers race to do it
+    root = checkpoint_root(config)
+    if root is not None:
+        claim_output_dir(root, run_identity(config), "training checkpoints", restart_on_change=restart_on_change)
+    else:
+        log.info("checkpoints in remote storage (%s): resuming without a configuration check", storage_path_of(config))
     merge = config.lora.merge_on_export if config.lora else True
     rows = None  # the local launcher builds its rows in the loop; the fingerprints then build them once more
     if config.launcher == "local":

@@ -233,6 +233,20 @@ def training_record(run_dir: Path, wall_s: float | None = None) -> dict:
     }
 
 
+def model_fingerprint(name_or_path: str) -> str | None:
+    """Changes when the weights behind a model name change: the shipped adapter's digest for
+    embedded-guard, a content fingerprint for a local checkpoint; None for the fixed local aliases and
+    hub ids (named by the string itself)."""
+    from reasonguard.run_identity import file_fingerprint
+
+    alias = LOCAL_ALIASES.get(name_or_path.lower())
+    if alias == EMBEDDED_GUARD_NAME:
+        return _adapter_digest(EMBEDDED_GUARD_ADAPTER)
+    if alias is not None:
+        return None
+    return file_fingerprint(name_or_path)
+
+
 def resolve_model(name_or_path: str) -> str:
     """A local path, a local alias ('smollm2', 'embedded-guard', 'tiny'; provisioned on demand) or a hub id."""
     alias = LOCAL_ALIASES.get(name_or_path.lower())

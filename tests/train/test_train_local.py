@@ -26,6 +26,10 @@ def test_single_process_lora_run_resumes_and_exports_a_merged_model(sft_path, tm
                       lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     train(validate_config(TrainConfig, cfg))
     final = train(validate_config(TrainConfig, {**cfg, "max_steps": 5}))  # same run: resumes at step 3
+    from reasonguard.run_identity import RunIdentityMismatch
+
+    with pytest.raises(RunIdentityMismatch, match=r"learning_rate: 0.01 -> 0.02"):  # another run: not resumed
+        train(validate_config(TrainConfig, {**cfg, "learning_rate": 2e-2}))
     summary = json.loads((tmp_path / "lora" / "train_summary.json").read_text())
     assert [h["step"] for h in summary["log_history"]] == [1, 2, 3, 4, 5]
     assert summary["losses"][-1] < summary["losses"][0]
