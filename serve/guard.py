@@ -24,13 +24,14 @@ from reasonguard.config.serve import ServeConfig
 from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
 from reasonguard.policy import Policy, resolve_policy, text_policy
-from reasonguard.prompts import GuardInput, Mode, guard_messages, mode_of_prompt
+from reasonguard.prompts import GuardInput, Mode, ToolCall, Turn, guard_messages, mode_of_prompt
 from reasonguard.verdict import parse_verdict
 from serve.errors import EngineUnavailable, GuardError, InvalidInput, ModelNotFound, PayloadTooLarge
 from serve.schemas import (
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChatMessageIn,
     ChatMessageOut,
     Conversation,
     GuardBatchRequest,
@@ -66,7 +67,7 @@ class GuardPlan:
     jobs: list[Job]
     ids: list[str | None]
     has_response: list[bool]
-    policy: Policy
+    policies: list[Policy]  # per conversation: the request's policy, or the conversation's system message
     mode: Mode
     threshold: float | None
     return_reasoning: bool
@@ -155,10 +156,11 @@ class GuardServer:
         except ValueError as exc:
             raise InvalidInput(str(exc), "policy") from None
         base_sampling = self._guard_sampling(request, mode)
-        jobs, has_response = [], []
+        jobs, has_response, policies = [], [], []
         for i, conv in enumerate(conversations):
             inp = self._guard_input(conv, batch, i)
             conv_policy = self._system_policy(conv, request, batch, i) or policy
+            policies.append(conv_policy)
             messages = guard_messages(inp, mode, conv_policy)
             spec = self.verdict_spec(mode, inp.response is not None)
             sampling = self._sampling_for(base_sampling, spec)
@@ -166,7 +168,7 @@ class GuardServer:
             jobs.append(Job(messages, sampling, spec))
             has_response.append(inp.response is not None)
         return GuardPlan(
-            jobs=jobs, ids=[c.id for c in conversations], has_response=has_response, policy=policy, mode=mode,
+            jobs=jobs, ids=[c.id for c in conversations], has_response=has_response, policies=policies, mode=mode,
             threshold=request.threshold if request.threshold is not None else defaults.threshold,
             return_reasoning=request.return_reasoning, timeout_s=self.timeout_for(request.timeout_s), batch=batch,
         )
@@ -218,21 +220,31 @@ class GuardServer:
                     f"{len(conv.messages)} messages; the limit is {self.config.limits.max_messages}", _loc(batch, index, "messages")
                 )
             for j, message in enumerate(conv.messages):
-                if len(message.content) > limit:
-                    raise PayloadTooLarge(
-                        f"message content is {len(message.content)} characters; the limit is {limit}",
-                        _loc(batch, index, f"messages[{j}].content"),
-                    )
-            return GuardInput.from_messages([m.model_dump() for m in conv.messages])
+                self._check_message_size(message.content or "", message.tool_calls, _loc(batch, index, f"messages[{j}]"))
+            try:
+                return GuardInput.from_messages([m.model_dump() for m in conv.messages])
+            except ValueError as exc:  # the schema checks each message; this is the pure core's own guard
+                raise InvalidInput(str(exc), _loc(batch, index, "messages")) from None
         for name in ("prompt", "response"):
             text = getattr(conv, name)
             if text is not None and len(text) > limit:
                 raise PayloadTooLarge(f"{name} is {len(text)} characters; the limit is {limit}", _loc(batch, index, name))
         return GuardInput(prompt=conv.prompt, response=conv.response)
 
+    def _check_message_size(self, text: str, tool_calls, where: str) -> None:
+        """The text limit holds for a message's content and for each tool call's arguments."""
+        limit = self.config.limits.max_text_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(f"message content is {len(text)} characters; the limit is {limit}", f"{where}.content")
+        for k, call in enumerate(tool_calls or ()):
+            size = len(call.function.arguments)
+            if size > limit:
+                raise PayloadTooLarge(f"tool call arguments are {size} characters; the limit is {limit}",
+                                      f"{where}.tool_calls[{k}].function.arguments")
+
     def finish_guard(self, plan: GuardPlan, outputs: Sequence[RequestOutput], latency_s: float) -> GuardResponse | GuardBatchResponse:
         results = [self._result(plan, i, out) for i, out in enumerate(outputs)]
-        policy_name = "aegis2" if plan.policy.name == "aegis2" else "custom"
+        policy_name = "aegis2" if all(p.name == "aegis2" for p in plan.policies) else "custom"
         latency_ms = round(1000 * latency_s, 3)
         if not plan.batch:
             return GuardResponse(**results[0].model_dump(), model=self.model_name, mode=plan.mode, policy=policy_name, latency_ms=latency_ms)
@@ -262,7 +274,7 @@ class GuardServer:
             flagged = label == "harmful"
         else:
             flagged, flag_reason = self._missing_verdict(verdict.error)
-        categories = [plan.policy.category_name(c) or c for c in verdict.categories]
+        categories = [plan.policies[index].category_name(c) or c for c in verdict.categories]
         return GuardResult(
             id=plan.ids[index],
             prompt_harm=verdict.prompt_harm,
@@ -300,10 +312,8 @@ class GuardServer:
             raise PayloadTooLarge(f"{len(request.messages)} messages; the limit is {limits.max_messages}", "messages")
         messages = []
         for i, m in enumerate(request.messages):
-            text = m.text()
-            if len(text) > limits.max_text_chars:
-                raise PayloadTooLarge(f"message content is {len(text)} characters; the limit is {limits.max_text_chars}", f"messages[{i}].content")
-            messages.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+            self._check_message_size(m.text(), m.tool_calls, f"messages[{i}]")
+            messages.append(chat_turn(m))
         if request.n > limits.max_choices:
             raise InvalidInput(f"n={request.n} is above this server's limit of {limits.max_choices}", "n")
         users = [m["content"] for m in messages if m["role"] == "user"]
@@ -395,6 +405,8 @@ class GuardServer:
         lowered = text.lower()
         if isinstance(exc, ValueError) and ("maximum model length" in lowered or "too long" in lowered or "max_model_len" in lowered):
             return PayloadTooLarge(f"input too long for the model: {text[:300]}", "messages")
+        if template_refused(exc):  # e.g. a `tool` turn for a template without one: not the engine's failure
+            return InvalidInput(f"the model's chat template refuses these messages: {text[:300]}", "messages")
         self._failures += 1
         self._last_failure = f"{type(exc).__name__}: {text[:300]}"
         if type(exc).__name__ == "EngineDeadError":
@@ -407,7 +419,12 @@ class GuardServer:
     def _check_prompt_tokens(self, messages: list[dict], max_tokens: int, param: str) -> None:
         if self.count_tokens is None or self.max_model_len is None:
             return
-        tokens = self.count_tokens(messages)
+        try:
+            tokens = self.count_tokens(messages)
+        except Exception as exc:  # noqa: BLE001 - a template's refusal is the input's fault; anything else propagates
+            if not template_refused(exc):
+                raise
+            raise InvalidInput(f"the model's chat template refuses these messages: {str(exc)[:300]}", param) from None
         allowed = self.max_model_len - max_tokens
         if tokens > allowed:
             raise PayloadTooLarge(
@@ -432,6 +449,15 @@ class GuardServer:
         self.engine.close()
 
 
+def chat_turn(message: ChatMessageIn) -> dict:
+    """A chat message as the engine takes it ({role, content}, content always text): a developer message is
+    a system turn; an assistant's tool calls follow its text as `[tool call] name(arguments)` lines (the
+    rendering of the guard prompt), so any chat template shows them; a tool result keeps the role `tool`."""
+    role = "system" if message.role == "developer" else message.role
+    calls = tuple(ToolCall(c.function.name, c.function.arguments, c.id) for c in message.tool_calls or ())
+    return {"role": role, "content": Turn("assistant", message.text(), calls).text() if calls else message.text()}
+
+
 _ASSISTANT_HEADER = re.compile(r"^AI assistant:[ \t]*$", re.M)
 _NO_RESPONSE = re.compile(r"^AI assistant:[ \t]*\n[ \t]*None[ \t]*\n\s*Use the (?:taxonomy|policy)", re.M)
 
@@ -442,6 +468,16 @@ def prompt_has_response(prompt_text: str) -> bool:
     itself contains such a block cannot turn the response verdict off."""
     headers = _ASSISTANT_HEADER.findall(prompt_text)
     return not (len(headers) == 1 and _NO_RESPONSE.search(prompt_text) is not None)
+
+
+def template_refused(exc: BaseException | None) -> bool:
+    """Whether a chat template refused the messages: jinja2's TemplateError (its `raise_exception`), also
+    when an engine wraps it (vLLM raises ValueError from it)."""
+    while exc is not None:
+        if type(exc).__module__.startswith("jinja2"):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def raise_first_error(outputs: Sequence[RequestOutput | GuardError]) -> list[RequestOutput]:

@@ -29,9 +29,78 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Tool calls (OpenAI format). A name is one token of plain characters: it is shown to the guard as is.
+HARD_MAX_TOOL_CALLS = 128
+HARD_MAX_TOOLS = 128  # tool definitions in a chat request (OpenAI's own limit)
+MAX_TOOL_NAME_CHARS = 128
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+class FunctionCall(_Strict):
+    """OpenAI's `tool_calls[].function`: the call the guard judges as the assistant's action."""
+
+    name: str = Field(max_length=MAX_TOOL_NAME_CHARS, pattern=TOOL_NAME_PATTERN,
+                      description="The tool's name: letters, digits, '_', '-', '.', ':'.")
+    arguments: Text = Field(description="The arguments as the model wrote them (JSON text), shown to the guard verbatim.")
+
+
+class ToolCall(_Strict):
+    """One entry of an assistant message's `tool_calls`."""
+
+    id: str = Field(max_length=MAX_ID_CHARS, description="Pairs the call with its result (a tool message's `tool_call_id`).")
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+def _role_is(role: str) -> dict:
+    return {"properties": {"role": {"const": role}}, "required": ["role"]}
+
+
+def _message_rules(schema: dict, _model=None) -> None:
+    """`message_problem` in the OpenAPI schema too: `tool_call_id` exactly on tool messages, `tool_calls`
+    only on assistant messages, `content` null only beside a non-empty `tool_calls`."""
+    with_calls = {"allOf": [_role_is("assistant"),
+                            {"properties": {"tool_calls": {"type": "array", "minItems": 1}}, "required": ["tool_calls"]}]}
+    content = [kind for kind in schema["properties"]["content"]["anyOf"] if kind.get("type") != "null"]
+    schema["allOf"] = [
+        {"if": _role_is("tool"), "then": {"required": ["tool_call_id"], "properties": {"tool_call_id": {"type": "string"}}},
+         "else": {"properties": {"tool_call_id": {"type": "null"}}}},
+        {"if": _role_is("assistant"), "else": {"properties": {"tool_calls": {"type": "null"}}}},
+        {"if": with_calls, "else": {"required": ["content"], "properties": {"content": {"anyOf": content}}}},
+    ]
+
+
+def message_problem(role: str, has_content: bool, tool_calls: list | None, tool_call_id: str | None) -> str | None:
+    """What is wrong with one message's fields for its role (OpenAI's rules), or None."""
+    if role == "tool" and tool_call_id is None:
+        return "a tool message needs 'tool_call_id' (the id of the call it answers)"
+    if role != "tool" and tool_call_id is not None:
+        return "'tool_call_id' belongs to tool messages only"
+    if role != "assistant" and tool_calls is not None:
+        return "'tool_calls' belongs to assistant messages only"
+    if not has_content and not tool_calls:
+        return "'content' may be null only in an assistant message with tool_calls"
+    return None
+
+
 class Message(_Strict):
-    role: Literal["system", "user", "assistant"]
-    content: Text
+    """An OpenAI-style message. An assistant message may carry `tool_calls` (content null or text); a `tool`
+    message is the result of one call (`tool_call_id`)."""
+
+    model_config = ConfigDict(json_schema_extra=_message_rules)
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Text | None = Field(None, description="The text; null only in an assistant message with tool_calls.")
+    tool_calls: list[ToolCall] | None = Field(
+        None, max_length=HARD_MAX_TOOL_CALLS, description="Assistant only: the calls it makes, judged as its action.")
+    tool_call_id: str | None = Field(None, max_length=MAX_ID_CHARS, description="Tool only: the id of the call answered.")
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> "Message":
+        problem = message_problem(self.role, self.content is not None, self.tool_calls, self.tool_call_id)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 _USER_TURN = {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}
@@ -167,7 +236,7 @@ class GuardResponse(GuardResult):
     object: Literal["guard.result"] = "guard.result"
     model: str
     mode: Mode
-    policy: str = Field(description="'aegis2' for the default taxonomy, else 'custom'.")
+    policy: str = Field(description="'aegis2' for the default taxonomy, else 'custom' (a `policy`, or a system message).")
     latency_ms: float
 
 
@@ -177,7 +246,7 @@ class GuardBatchResponse(BaseModel):
     object: Literal["guard.batch"] = "guard.batch"
     model: str
     mode: Mode
-    policy: str
+    policy: str = Field(description="'aegis2' when every conversation was judged by the default taxonomy, else 'custom'.")
     results: list[GuardResult]
     usage: Usage
     latency_ms: float
@@ -186,16 +255,38 @@ class GuardBatchResponse(BaseModel):
 # --- OpenAI-compatible chat completions -------------------------------------------------------
 
 
-class ChatMessageIn(BaseModel):
-    """An OpenAI chat message; content may be a string or a list of text parts."""
-
+class ChatFunctionCall(FunctionCall):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Text | list["ContentPart"]
+
+class ChatToolCall(ToolCall):
+    model_config = ConfigDict(extra="ignore")
+
+    function: ChatFunctionCall
+
+
+class ChatMessageIn(BaseModel):
+    """An OpenAI chat message; content may be a string or a list of text parts. An assistant message may
+    carry `tool_calls` (content null or text), a `tool` message answers one call (`tool_call_id`)."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_message_rules)
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: Text | list["ContentPart"] | None = None
     name: str | None = Field(None, max_length=MAX_ID_CHARS)
+    tool_calls: list[ChatToolCall] | None = Field(None, max_length=HARD_MAX_TOOL_CALLS)
+    tool_call_id: str | None = Field(None, max_length=MAX_ID_CHARS)
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> "ChatMessageIn":
+        problem = message_problem(self.role, self.content is not None, self.tool_calls, self.tool_call_id)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
@@ -211,9 +302,28 @@ class ContentPart(BaseModel):
 ChatMessageIn.model_rebuild()
 
 
+class ChatFunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(max_length=MAX_TOOL_NAME_CHARS, pattern=TOOL_NAME_PATTERN)
+    description: Text | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ChatTool(BaseModel):
+    """A tool definition of the request: accepted and not used (the guard calls no tools, and its prompt is
+    the guard prompt the client rendered; a policy names the tools an agent may call)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"] = "function"
+    function: ChatFunctionDefinition
+
+
 class ChatCompletionRequest(BaseModel):
-    """POST /v1/chat/completions. Fields other clients send that do not apply to a guard are ignored;
-    ones that would change the answer's shape and are unsupported (stream, tools) are rejected."""
+    """POST /v1/chat/completions. Fields other clients send that do not apply to a guard are ignored
+    (`tools`, `tool_choice`: the guard never calls a tool); ones that would change the answer's shape and
+    are unsupported (stream, logprobs) are rejected."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -231,10 +341,12 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: Literal[0] | None = Field(None, description="Not supported: 0 or absent.")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    tools: list[Any] | None = Field(None, max_length=0, description="Tools are not supported: empty or absent.")
+    tools: list[ChatTool] | None = Field(
+        None, max_length=HARD_MAX_TOOLS,
+        description="Accepted and ignored: the guard never calls a tool (the answer is the guard's text).")
     user: str | None = Field(None, max_length=MAX_ID_CHARS)
 
-    @field_validator("stream", "logprobs", "top_logprobs", "tools", mode="wrap")
+    @field_validator("stream", "logprobs", "top_logprobs", mode="wrap")
     @classmethod
     def _unsupported(cls, value, handler, info):
         try:
@@ -243,8 +355,7 @@ class ChatCompletionRequest(BaseModel):
             why = {"stream": "streaming is not supported by the guard; set stream to false",
                    "logprobs": "logprobs are not returned by the guard; set logprobs to false "
                                "(/v1/guard returns P(harmful) as score)",
-                   "top_logprobs": "top_logprobs are not returned by the guard; leave top_logprobs out",
-                   "tools": "tools are not supported by the guard"}[info.field_name]
+                   "top_logprobs": "top_logprobs are not returned by the guard; leave top_logprobs out"}[info.field_name]
             raise ValueError(why) from None
 
 

@@ -297,7 +297,7 @@ def test_a_local_model_path_is_never_shown(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(("extra", "fragment"), [
     ({"logprobs": True}, "logprobs are not returned"), ({"top_logprobs": 5}, "top_logprobs are not returned"),
-    ({"stream": True}, "streaming is not supported"), ({"tools": [{"type": "function"}]}, "tools are not supported"),
+    ({"stream": True}, "streaming is not supported"),
 ])
 def test_unsupported_openai_options_are_refused_not_ignored(client, extra, fragment):
     body = {"model": "scripted", "messages": [{"role": "user", "content": "Human user:\nhi\n\nAI assistant:\nNone\n\n/no_think"}]}
