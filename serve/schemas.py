@@ -122,7 +122,8 @@ class Conversation(_Strict):
     messages: list[Message] | None = Field(
         None, min_length=1, max_length=HARD_MAX_MESSAGES,
         description="A conversation instead of prompt/response: the last user turn is judged, with the assistant turn "
-        "after it (if any) as the response; earlier turns are context.",
+        "after it (if any) as the response (with tool calls: the whole tool exchange after it); earlier turns are "
+        "context; a system message is the policy.",
     )
 
     @model_validator(mode="after")
