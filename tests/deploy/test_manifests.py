@@ -185,7 +185,9 @@ def test_every_resource_has_its_own_component_label():
     """`kubectl apply -k <overlay> -l app.kubernetes.io/component=<c>` picks one piece (docs/kuberay.md)."""
     for where, docs in rendered().items():
         components = [d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs]
-        assert sorted(components) == ["cluster", "distill", "evaluate", "guard", "storage", "train"], where
+        jobs = [d["metadata"]["name"].removeprefix("reasonguard-") for d in docs if d["kind"] == "RayJob"]
+        assert {"distill", "shorten", "sft-data", "train", "predict", "evaluate", "mine"} <= set(jobs), where
+        assert sorted(components) == sorted(["cluster", "guard", "storage", *jobs]), where  # one label each
         assert all(d["metadata"]["labels"]["app.kubernetes.io/name"] == "reasonguard" for d in docs)
 
 
@@ -207,11 +209,12 @@ def test_rayjob_lifecycle_and_submitter(where, doc):
     assert env["working_dir"] == kuberay.DEFAULT_WORKING_DIR_URI
 
 
-def _parse_entrypoint(entrypoint: str) -> tuple[str, str]:
+def _parse_entrypoint(entrypoint: str) -> tuple[str, str, list[str]]:
     assert not re.search(r"[;&|`$><\n]", entrypoint), f"entrypoint must be ONE command (the submitter's shell runs the rest): {entrypoint!r}"
     argv = shlex.split(entrypoint)
-    assert argv[:2] == ["python", "-m"] and "--config" in argv, entrypoint
-    return argv[2], argv[argv.index("--config") + 1]
+    assert argv[:2] == ["python", "-m"] and argv[3] == "--config", entrypoint
+    assert all(flag == "--set" for flag in argv[5::2]), f"only --set overrides may follow the config: {entrypoint!r}"
+    return argv[2], argv[4], argv[5:]
 
 
 def _module_file(module: str) -> Path:
@@ -228,17 +231,21 @@ ENTRYPOINTS = sorted({(d["metadata"]["name"], w, d["spec"]["entrypoint"]) for w,
 
 @pytest.mark.parametrize(("name", "where", "entrypoint"), ENTRYPOINTS, ids=[f"{w}:{n}" for n, w, _ in ENTRYPOINTS])
 def test_rayjob_entrypoint_names_existing_module_and_valid_config(name, where, entrypoint, capsys):
-    module, config = _parse_entrypoint(entrypoint)
+    module, config, sets = _parse_entrypoint(entrypoint)
     stage = module.removeprefix("jobs.")
-    assert name == f"reasonguard-{stage.replace('_', '-')}"
-    assert config == f"cluster/configs/{stage}_{'local' if where.endswith('dev-cpu') else 'gpu'}.yaml"
+    scale = "local" if where.endswith("dev-cpu") else "gpu"
+    # reasonguard-<stage>[-<variant>] runs cluster/configs/<stage>[_<variant>]_<scale>.yaml (e.g. evaluate-refined)
+    m = re.fullmatch(rf"cluster/configs/{stage}(_\w+)?_{scale}\.yaml", config)
+    assert m, f"{name} runs {config}, not a {scale} config of stage {stage}"
+    assert name == f"reasonguard-{stage}{m[1] or ''}".replace("_", "-")
+    assert len(name) <= 47, "KubeRay refuses RayJob names over 47 characters (its cluster and pods add suffixes)"
     _require(_module_file(module), "the stage's entrypoint")
     _require(REPO_ROOT / config, "the stage's config")
     import importlib
 
     # The stage's own parser and config model accept the file (validated, nothing runs; the data paths
     # are the cluster's, so they are not opened here).
-    assert importlib.import_module(module).main(["--config", str(REPO_ROOT / config), "--dry-run", "--skip-data"]) == 0
+    assert importlib.import_module(module).main(["--config", str(REPO_ROOT / config), *sets, "--dry-run", "--skip-data"]) == 0
     capsys.readouterr()
 
 
