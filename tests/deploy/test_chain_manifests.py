@@ -192,3 +192,28 @@ def test_autoscaler_check_fails_on_a_mismatch():
     cfg = load_config(REPO_ROOT / "cluster/configs/serve_gpu.yaml", ServeConfig, {"autoscaling.max_replicas": 12})
     group, per_pod = _replica_group(kuberay.cluster_spec(service)["workerGroupSpecs"], cfg)
     assert group["maxReplicas"] != math.ceil(_replica_bounds(cfg)[1] / per_pod)
+
+
+# ------------------------------------------------------------------------------ the documented sequence
+
+
+def _code_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, re.S)
+
+
+@pytest.mark.parametrize("name", ["gpu", "local"])
+def test_docs_give_the_chains_commands_in_order(name):
+    """docs/paper-chain.md holds each chain's ray job submit commands, exactly and in order."""
+    from reasonguard.config.chain import submit_commands
+
+    stages, _ = chain(name)
+    blocks = _code_blocks((REPO_ROOT / "docs/paper-chain.md").read_text(encoding="utf-8"))
+    documented = [[line for line in b.splitlines() if line.startswith("ray job submit")] for b in blocks]
+    assert submit_commands(stages) in documented
+
+
+def test_docs_apply_the_rayjobs_in_chain_order():
+    stages, _ = chain("gpu")
+    text = (REPO_ROOT / "docs/paper-chain.md").read_text(encoding="utf-8")
+    loop = re.search(r"for job in (.*?); do", text, re.S)[1].replace("\\\n", " ").split()
+    assert ["reasonguard-" + j for j in loop] == [job_name(s.config) for s in stages.stages if s.stage != "serve"]
