@@ -37,7 +37,7 @@ def built_rows(config: TrainConfig) -> list[dict] | None:
 
 def train_dataset(config: TrainConfig, rows: list[dict] | None = None):
     """The SFT rows as a Ray Dataset; every worker reads all rows and keeps its own fixed shard
-    (reasonguard.train.loop.prepare_samples), so batches do not depend on block scheduling.
+    (reasonguard.train.data.prepare_samples), so batches do not depend on block scheduling.
     `rows`: rows already built from `data.build` (else built here, or read from `data.sft_path`)."""
     import ray.data
 

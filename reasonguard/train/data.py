@@ -1,4 +1,4 @@
-"""Deterministic per-worker batches: the same seed, world size and batch settings give the same
+"""This rank's training samples and deterministic per-worker batches: the same seed, world size and batch settings give the same
 global batches, which makes resume exact and micro-batch x accumulation interchangeable."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from reasonguard.config.train import TrainConfig
 from reasonguard.sft import IGNORE_INDEX, EncodedExample, PackedSequence
 
 Sample = EncodedExample | PackedSequence
@@ -74,3 +75,31 @@ def collate(samples: Sequence[Sample], pad_id: int) -> Batch:
         return Batch(ids, labels, None, positions, n_tokens)
     mask = [[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in samples]
     return Batch(ids, labels, mask, None, n_tokens)
+
+
+# ---------------------------------------------------------------- a run's rows, this rank's samples
+
+
+def load_sft_rows(cfg: TrainConfig) -> list[dict]:
+    """All SFT rows of the run (a file from jobs.sft_data, or built from `data.build`)."""
+    from reasonguard.sft import build_from_config, read_rows
+
+    if cfg.data.sft_path is not None:
+        return read_rows(cfg.data.sft_path)
+    return build_from_config(cfg.data.build).rows
+
+
+def _plain_row(row: dict) -> dict:
+    """Ray Data hands nested columns back as numpy arrays: back to lists and dicts."""
+    return {**row, "messages": [dict(m) for m in row["messages"]],
+            "categories": list(row["categories"]) if row.get("categories") is not None else []}
+
+
+def prepare_samples(rows: list[dict], tokenizer, cfg: TrainConfig, rank: int, world_size: int):
+    """This rank's samples: rows sorted by key (an order no reader can change), sharded, encoded, packed."""
+    from reasonguard.sft import encode_rows, pack_sequences
+
+    rows = sorted((_plain_row(r) for r in rows), key=lambda r: r["key"])
+    encoded, counts = encode_rows(shard(rows, rank, world_size), tokenizer, cfg.data.max_seq_len)
+    samples = pack_sequences(encoded, cfg.data.max_seq_len) if cfg.data.packing else encoded
+    return samples, counts

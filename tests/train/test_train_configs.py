@@ -7,7 +7,7 @@ import yaml
 from reasonguard.config import load_config
 from reasonguard.config.sft_data import SftDataConfig
 from reasonguard.config.train import TrainConfig
-from reasonguard.train.loop import ds_config_of, precision_of
+from reasonguard.train.model import ds_config_of, precision_of
 
 
 def _load(repo_root, name: str) -> TrainConfig:

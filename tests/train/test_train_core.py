@@ -98,7 +98,8 @@ def test_training_modules_import_light():
     import sys
 
     code = ("import sys, reasonguard.sft, reasonguard.config.train, reasonguard.train.loop, reasonguard.train.backend, "
-            "reasonguard.train.data, reasonguard.train.checkpoint, reasonguard.train.deepspeed_config, jobs.train, jobs.sft_data\n"
+            "reasonguard.train.data, reasonguard.train.model, reasonguard.train.step, reasonguard.train.local_session, "
+            "reasonguard.train.checkpoint, reasonguard.train.deepspeed_config, jobs.train, jobs.sft_data\n"
             "print([m for m in ('ray', 'vllm', 'deepspeed', 'torch', 'transformers', 'peft') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported: {out}"
