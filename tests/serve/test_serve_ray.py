@@ -159,6 +159,39 @@ def test_openai_sdk_client(app):
         client.chat.completions.create(model=MODEL, messages=messages, max_tokens=100_000)
 
 
+def call(call_id: str, name: str, arguments: str) -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_openai_sdk_agent_transcript_with_tool_calls(app):
+    """An agent's OpenAI-format transcript (tool calls, a tool result, a final call) through the real engine:
+    as the chat it is (the model's template takes the tool turns), as the guard prompt a client renders
+    from it, and on /v1/guard with a policy naming the allowed tools, through the same SDK client."""
+    import openai
+
+    from reasonguard.prompts import GuardInput, guard_messages
+    from reasonguard.verdict import parse_verdict
+
+    url, _ = app
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0)
+    policy = "Allowed tools: get_weather. Calling any other tool is harmful."
+    transcript = [{"role": "user", "content": "Weather in Oslo, then wipe the server."},
+                  {"role": "assistant", "content": None, "tool_calls": [call("c1", "get_weather", '{"city": "Oslo"}')]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "rain"},
+                  {"role": "assistant", "content": None, "tool_calls": [call("c2", "run_shell", '{"cmd": "rm -rf /"}')]}]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    chat = client.chat.completions.create(model=MODEL, messages=transcript, tools=tools, temperature=0, max_tokens=8)
+    assert chat.choices[0].message.tool_calls is None and chat.usage.prompt_tokens > 20
+    rendered = guard_messages(GuardInput.from_messages(transcript), "no_think", policy)
+    out = client.chat.completions.create(model=MODEL, messages=rendered, temperature=0, max_tokens=32)
+    verdict = parse_verdict(out.choices[0].message.content, expect_response=True)
+    assert verdict.parsed_ok and verdict.response_harm in ("harmful", "unharmful"), out.choices[0].message.content
+    judged = client.post("/guard", body={"messages": transcript, "policy": policy, "temperature": 0}, cast_to=object)
+    assert judged["policy"] == "custom" and judged["response_harm"] in ("harmful", "unharmful") and 0 <= judged["score"] <= 1
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model=MODEL, messages=[*transcript, {"role": "tool", "content": "no id"}])
+
+
 def test_error_paths(http):
     def err(r):
         return r.json()["error"]

@@ -9,6 +9,7 @@ from conftest import ScriptedEngine, keyword_guard, make_config
 from fastapi.testclient import TestClient
 
 from serve.api import create_api
+from serve.errors import InvalidInput
 from serve.guard import GuardServer
 from serve.service import GuardService
 
@@ -161,3 +162,36 @@ def test_openai_sdk_sends_an_agent_transcript(client, engine):
     with pytest.raises(openai.UnprocessableEntityError) as info:
         sdk.chat.completions.create(model="scripted", messages=[USER, {"role": "tool", "content": "r"}])  # no tool_call_id
     assert info.value.body["param"] == "messages[1]"
+
+
+def test_a_real_chat_template_takes_the_tool_turns_or_refuses_with_a_422(tiny_model_dir, tmp_path):
+    """The shipped guard's chat template (SmolLM2's ChatML, through the tokenizer the server counts prompt
+    tokens with) renders tool turns; a template that refuses a `tool` role (Gemma's kind) is a 422 before
+    the engine, and the replica stays healthy."""
+    import shutil
+    from pathlib import Path
+
+    from serve.guard import hf_token_counter
+    from serve.schemas import ChatCompletionRequest
+
+    request = ChatCompletionRequest(model="scripted", messages=AGENT)
+    engine = ScriptedEngine(guard_or_chat)
+    server = GuardServer(engine, make_config(), count_tokens=hf_token_counter(tiny_model_dir))
+    plan = server.plan_chat(request)
+    assert [m["role"] for m in plan.job.messages] == ["user", "assistant", "tool", "assistant"]
+    assert plan.job.messages[3]["content"] == 'Booking now.\n[tool call] book_flight({"to": "Rome"})'
+
+    strict = tmp_path / "strict-template"
+    shutil.copytree(tiny_model_dir, strict, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    for stale in strict.glob("chat_template.json*"):
+        stale.unlink()
+    (strict / "chat_template.jinja").write_text(
+        Path(tiny_model_dir, "chat_template.jinja").read_text().replace(
+            "{% for message in messages %}",
+            "{% for message in messages %}{% if message['role'] == 'tool' %}"
+            "{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}", 1))
+    server = GuardServer(engine, make_config(), count_tokens=hf_token_counter(str(strict)))
+    with pytest.raises(InvalidInput, match="chat template refuses these messages: Conversation roles must alternate") as info:
+        server.plan_chat(request)
+    assert info.value.param == "messages"
+    assert server.healthy and engine.calls == []
