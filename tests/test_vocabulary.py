@@ -31,7 +31,8 @@ def test_an_invalid_policy_fails_at_config_load_and_at_the_http_edge_alike(polic
 
 
 def test_the_names_are_the_same_objects_everywhere():
-    from reasonguard import prompts, sft, verdict
+    from reasonguard import prompts, verdict
+    from reasonguard.sft import select as sft
     from reasonguard.config import common, train
     from serve import schemas
 
