@@ -26,6 +26,8 @@ class AutoscalingSettings(StrictModel):
     )
     upscale_delay_s: float = Field(30, ge=0, description="Load must stay high this long before a replica is added.")
     downscale_delay_s: float = Field(600, ge=0, description="Load must stay low this long before a replica is removed.")
+    metrics_interval_s: float = Field(10, gt=0, description="How often each replica reports its ongoing requests.")
+    look_back_period_s: float = Field(30, gt=0, description="The window the autoscaler averages the load over.")
 
     @model_validator(mode="after")
     def _bounds(self) -> "AutoscalingSettings":
