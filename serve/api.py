@@ -155,13 +155,24 @@ def _parse_chat_body(raw: bytes) -> ChatCompletionRequest:
 
 
 def create_api(service: GuardService, metrics_source=None) -> FastAPI:
-    config = service.config
+    """The app of one replica (or of the ingress): error contract, probes, the guard's routes, the
+    exact OpenAPI document, and the body limit in front of everything."""
     app = FastAPI(
         title="reasonguard",
         version="0.1.0",
         description="Dual-mode reasoning safety guard (think / no_think) with calibrated P(harmful) scores, "
         "plus an OpenAI-compatible chat endpoint for the Nemotron-style guard prompt.",
     )
+    install_error_contract(app)
+    add_probe_routes(app, service, metrics_source)
+    add_guard_routes(app, service)
+    app.openapi = exact_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=service.config.limits.max_body_bytes)
+    return app
+
+
+def install_error_contract(app: FastAPI) -> None:
+    """Every error a client can see as the documented JSON body, the unexpected ones included."""
 
     @app.exception_handler(GuardError)
     async def _guard_error(_: Request, exc: GuardError):
@@ -189,8 +200,10 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
         err = GuardError("internal error")
         return error_response(err)
 
-    def auth(request: Request) -> None:
-        service.authorize(request.headers.get("authorization"))
+
+def add_probe_routes(app: FastAPI, service: GuardService, metrics_source=None) -> None:
+    """Liveness, readiness and (where a source is given) Prometheus metrics: no auth, no body."""
+    config = service.config
 
     @app.get("/healthz", summary="Liveness: the replica's HTTP server answers.")
     async def healthz():
@@ -213,6 +226,14 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
             except Exception as exc:  # noqa: BLE001 - an unreachable exporter is an operator's 503, not a 500
                 raise EngineUnavailable(f"metrics exporter unreachable: {type(exc).__name__}", 5) from None
             return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def add_guard_routes(app: FastAPI, service: GuardService) -> None:
+    """/v1/models, /v1/guard and /v1/chat/completions; auth is checked before the body is read (an
+    unauthenticated caller learns nothing about the body: 401, not 422)."""
+
+    def auth(request: Request) -> None:
+        service.authorize(request.headers.get("authorization"))
 
     @app.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
     async def models(request: Request):
@@ -249,8 +270,13 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
             "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}}},
     )
     async def chat_completions(request: Request):
-        auth(request)  # before the body is read: an unauthenticated caller learns nothing about the body (401, not 422)
+        auth(request)
         return await service.chat_completion(_parse_chat_body(await request.body()))
+
+
+def exact_openapi(app: FastAPI):
+    """The OpenAPI document with the request models' own schemas (the routes read raw bodies, so
+    FastAPI cannot infer them): what clients and fuzzers generate requests from."""
 
     def openapi() -> dict:
         if app.openapi_schema:
@@ -264,6 +290,4 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
-    return app
+    return openapi
