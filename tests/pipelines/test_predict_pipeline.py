@@ -111,3 +111,53 @@ def test_item_the_engine_rejects_is_recorded_as_a_failure_with_its_labels(tmp_pa
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     report = next(r for r in metrics["reports"] if r["dataset"] == "mixed")
     assert report["n_samples"] == 3 and report["parse_failure_rate"] >= 1 / 3
+
+
+def test_killed_job_resumes_without_loss_or_repeat(tmp_path, tiny_model_dir, repo_root):
+    """SIGKILL `python -m jobs.predict` (its whole process group, its own Ray included) after its first
+    parts, then run the same config again: every (item, mode, sample) once, the first run's rows kept.
+    The same folder with another model is refused (it would mix two guards' predictions)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from jobs.predict import run
+    from reasonguard.run_identity import RunIdentityMismatch
+
+    out, limit = tmp_path / "out", 4
+    engine = {"kind": "transformers", "model": tiny_model_dir, "device": "cpu", "batch_size": 2}
+    cfg = config(out, engine, limit=limit, n_samples=2)
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"batch_size": 2, "flush_every": 2})})
+    path = tmp_path / "predict.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True)))
+    log = open(tmp_path / "first.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.predict", "--config", str(path)], cwd=repo_root, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "predictions").glob("part-*.parquet")):
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no part written in time"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    first = read_parts(out / "predictions")
+    total = limit * 2 * 2
+    assert 0 < len(first) < total, "the run must be cut off midway"
+    assert not (out / "predictions.parquet").exists()
+
+    run(cfg)
+    rows = read_parts(out / "predictions")
+    counts = keys(rows)
+    assert len(counts) == total and set(counts.values()) == {1}  # nothing missing, nothing twice
+    assert rows[: len(first)] == first  # the killed run's rows are kept as written
+    assert len(read_parts(out / "predictions.parquet")) == total
+
+    other = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"model": "smollm2"})})
+    with pytest.raises(RunIdentityMismatch, match="engine.model"):
+        run(other)
