@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -166,6 +167,8 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
     install_error_contract(app)
     add_probe_routes(app, service, metrics_source)
     add_guard_routes(app, service)
+    if service.config.operations.playground:
+        add_playground_route(app)
     app.openapi = exact_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=service.config.limits.max_body_bytes)
     return app
@@ -272,6 +275,23 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
     async def chat_completions(request: Request):
         auth(request)
         return await service.chat_completion(_parse_chat_body(await request.body()))
+
+
+PLAYGROUND_HTML = Path(__file__).with_name("playground.html")
+
+
+def add_playground_route(app: FastAPI) -> None:
+    """GET /playground: one static page (no build step, no external assets) that calls /v1/guard. The
+    page needs no token to load (a browser cannot send one on navigation and the page holds no data);
+    every check it makes is an API call with the token the user types, under the API's own auth."""
+    html = PLAYGROUND_HTML.read_text(encoding="utf-8")
+    headers = {"Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                          "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+               "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+    @app.get("/playground", include_in_schema=False)
+    async def playground():
+        return HTMLResponse(html, headers=headers)
 
 
 def exact_openapi(app: FastAPI):

@@ -171,6 +171,8 @@ class OperationsSettings(StrictModel):
 
     metrics_export_port: int = Field(8081, ge=1, le=65535, description="Ray's Prometheus endpoint (fixed, not random).")
     metrics_path: bool = Field(True, description="Also answer GET /metrics on the app's port (Ray's endpoint, proxied).")
+    playground: bool = Field(True, description="Serve GET /playground: a static page to try the guard by hand "
+                             "(it calls /v1/guard with the token typed into it; it holds no data itself).")
     dashboard: bool = Field(True, description="Run Ray's dashboard, so `serve status` and `ray job submit` work.")
     dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard (loopback unless you open it).")
     dashboard_port: int = Field(8265, ge=1, le=65535)
