@@ -21,6 +21,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 rm -f "$STAMP"
 # (the lines filtered out are this machine's pip config naming local indexes that lack a package: noise)
-"$VENV/bin/python" -m pip install -q "$PIN" 2>&1 | { grep -v "is neither a file nor a directory" || true; }
+"$VENV/bin/python" -m pip install -q --no-compile "$PIN" 2>&1 | { grep -v "is neither a file nor a directory" || true; }
 "$VENV/bin/python" -c "import nemoguardrails; from nemoguardrails import LLMRails, RailsConfig; print('>> ready: nemoguardrails', nemoguardrails.__version__)"
 echo "$PIN" > "$STAMP"
