@@ -104,7 +104,7 @@ class BodyLimit:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)
+                return await self.app(scope, _replay([message], receive), send)
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
@@ -115,16 +115,18 @@ class BodyLimit:
         problem = json_shape_problem(body) if body else None
         if problem:
             return await error_response(InvalidInput(problem, "body"))(scope, receive, send)
-        return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+        return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 
-def _replay(messages):
+def _replay(messages, receive_more):
+    """The body already read, then the connection's own receive: a streaming response listens on it
+    for the client going away (a made-up disconnect would end every stream at its first chunk)."""
     queue = list(messages)
 
     async def receive():
         if queue:
             return queue.pop(0)
-        return {"type": "http.disconnect"}
+        return await receive_more()
 
     return receive
 
@@ -241,7 +243,11 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
     @app.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
     async def models(request: Request):
         auth(request)
-        return ModelList(data=[ModelCard(id=service.server.model_name, created=service.server.created)])
+        cards = [ModelCard(id=service.server.model_name, created=service.server.created)]
+        if service.config.moderation is not None:  # the upstream LLM, reached through the moderating proxy
+            cards.append(ModelCard(id=service.config.moderation.upstream.model, created=service.server.created,
+                                   owned_by="upstream (moderated by reasonguard)"))
+        return ModelList(data=cards)
 
     @app.post(
         "/v1/guard",
@@ -274,7 +280,34 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
     )
     async def chat_completions(request: Request):
         auth(request)
-        return await service.chat_completion(_parse_chat_body(await request.body()))
+        raw = await request.body()
+        if moderation is not None:
+            data = _json_object(raw)
+            if data.get("model") == moderation.upstream.model:
+                return await moderated(data)
+        return await service.chat_completion(_parse_chat_body(raw))
+
+    moderation = service.config.moderation
+    if moderation is not None:
+        from fastapi.responses import StreamingResponse
+
+        from serve.moderation import (Upstream, check_request, guard_conversation, moderated_completion,
+                                      moderated_stream, service_check)
+
+        upstream, check = Upstream(moderation), service_check(service, moderation)
+
+        async def moderated(data: dict):
+            """The moderating proxy (serve/moderation.py): the prompt is checked before anything streams, so
+            its errors (413, 422, 503) are ordinary JSON answers."""
+            check_request(data)
+            stream = data.get("stream", False)
+            if not isinstance(stream, bool):
+                raise InvalidInput("stream must be true or false", "stream")
+            verdict = await check(guard_conversation(data["messages"]), None) if moderation.check_prompt else None
+            if stream:
+                return StreamingResponse(moderated_stream(data, moderation, check, upstream, verdict),
+                                         media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+            return JSONResponse(await moderated_completion(data, moderation, check, upstream, verdict))
 
 
 PLAYGROUND_HTML = Path(__file__).with_name("playground.html")

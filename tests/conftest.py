@@ -58,9 +58,10 @@ def vllm_tiny_dir() -> str:
     return str(build_tiny_model())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_server(vllm_tiny_dir, tmp_path_factory):
-    """A real OpenAI-compatible `vllm serve` of the tiny model on a loopback port: yields its base URL."""
+    """A real OpenAI-compatible `vllm serve` of the tiny model on a loopback port: yields its base URL.
+    One for the session (the engine, distill and moderation tests share it; it starts in about a minute)."""
     import subprocess
 
     from vllm_servers import HAS_VLLM, free_port, stop_process_group, vllm_serve_command, wait_healthy

@@ -178,6 +178,38 @@ class OperationsSettings(StrictModel):
     dashboard_port: int = Field(8265, ge=1, le=65535)
 
 
+class UpstreamSettings(StrictModel):
+    """The LLM whose answers the guard moderates: an OpenAI-compatible server (vLLM, NIM, a gateway)."""
+
+    base_url: str = Field(min_length=1, pattern=r"^https?://", description="Its OpenAI API root, e.g. http://llm:8000/v1.")
+    model: str = Field(min_length=1, description="Its model name: requests that name it go to the upstream, moderated.")
+    api_key_env: str | None = Field(None, description="Environment variable holding its API key (None = no key).")
+    timeout_s: float = Field(300, gt=0, description="Per-request timeout towards the upstream (connect and each read).")
+
+
+class ModerationSettings(StrictModel):
+    """The moderating proxy: /v1/chat/completions for `upstream.model` (stream or not) goes to the upstream
+    LLM; the guard checks the prompt first and the response every `check_every_tokens` streamed tokens
+    (and at sentence ends), and the stream ends with finish_reason "content_filter" at the first harmful
+    verdict."""
+
+    upstream: UpstreamSettings
+    check_prompt: bool = Field(True, description="Check the prompt before the upstream is called.")
+    check_every_tokens: int = Field(32, ge=1, description="Check the response so far after this many streamed "
+                                    "tokens (upstream content deltas; one per token on vLLM).")
+    check_at_sentence_end: bool = Field(True, description="Also check when a sentence ends (after at least "
+                                        "`min_tokens_between_checks`).")
+    min_tokens_between_checks: int = Field(8, ge=1, description="No check sooner than this after the previous one.")
+    release: Literal["after_check", "immediate"] = Field(
+        "after_check", description="after_check: text reaches the client only once a check passed it (nothing "
+        "harmful is ever shown; adds latency per chunk); immediate: text goes out at once and the stream is cut "
+        "at the first harmful verdict (lower latency; up to one check interval of text is shown).")
+    mode: Mode = Field("no_think", description="Guard mode of the checks (no_think: a verdict in a few tokens).")
+    policy: PolicySpec = Field(None, description="The checks' policy (None = the guard's default); the client's own "
+                               "system message is the upstream's instruction, never the guard's policy.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Cut when P(harmful) >= threshold (None = the verdict).")
+
+
 class ServeConfig(StrictModel):
     """The dual-mode guard as a Ray Serve application."""
 
@@ -205,6 +237,8 @@ class ServeConfig(StrictModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
+    moderation: ModerationSettings | None = Field(
+        None, description="A moderating proxy in front of an upstream LLM (None = the guard's own API only).")
     ray: RayConfig = Field(default_factory=RayConfig)
     blocking: bool = Field(True, description="jobs.serve: keep running until interrupted (False = deploy and return).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Replica log level.")
