@@ -26,6 +26,10 @@ HF_DIR = "hf"
 ENGINE_DIR = "engine"
 STATE_FILE = "trainer_state.json"
 LOCAL_CKPT_PREFIX = "checkpoint_step_"
+# A multimodal student's processor (google/gemma-3-4b-it and up load as Gemma3ForConditionalGeneration): vLLM
+# builds that model's processor when its engine starts and fails without these. Model and tokenizer saves
+# write none of them, so they are copied from the base; a text-only model has none and needs none.
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
 
 
 @dataclass
@@ -60,12 +64,45 @@ def write_state(state: TrainerState, folder: str | Path) -> None:
 
 
 def save_hf(model, tokenizer, folder: str | Path, state_dict: dict | None = None) -> Path:
-    """Rank 0 only: the (unwrapped) model or peft adapter, and the tokenizer, as a HF folder."""
+    """Rank 0 only: the (unwrapped) model or peft adapter, and the tokenizer, as a HF folder; a full
+    model also gets its base's processor configs (`PROCESSOR_FILES`), so that vLLM can load the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    if not hasattr(model, "peft_config"):  # an adapter is served on its base, which has its own processor
+        copy_processor_files(getattr(model, "name_or_path", None), folder)
     return folder
+
+
+def copy_processor_files(base: str | Path | None, folder: str | Path) -> list[str]:
+    """Copy the processor configs of `base` (a local checkpoint or a hub id) that `folder` lacks; returns
+    the names copied. Warns when `folder` holds a multimodal model (a `vision_config`) and no processor."""
+    folder = Path(folder)
+    copied = []
+    for name in PROCESSOR_FILES if base else ():
+        if (folder / name).exists():
+            continue
+        source = Path(base) / name
+        if not Path(base).is_dir():  # a hub id: its cached file, downloaded if need be
+            try:
+                from transformers.utils import cached_file
+
+                found = cached_file(str(base), name, _raise_exceptions_for_missing_entries=False,
+                                    _raise_exceptions_for_connection_errors=False)
+            except (OSError, ValueError) as exc:
+                log.warning("could not look up %s of %s: %s", name, base, exc)
+                found = None
+            source = Path(found) if found else source
+        if source.is_file():
+            shutil.copy(source, folder / name)
+            copied.append(name)
+    config = folder / "config.json"
+    if (config.exists() and "vision_config" in json.loads(config.read_text())
+            and not any((folder / name).exists() for name in PROCESSOR_FILES)):
+        log.warning("%s holds a multimodal model but no processor config (none found in %s): vLLM will not load it",
+                    folder, base)
+    return copied
 
 
 def is_adapter(folder: str | Path) -> bool:
@@ -74,7 +111,8 @@ def is_adapter(folder: str | Path) -> bool:
 
 def export_final(hf_dir: str | Path, out_dir: str | Path, base_model: str | None = None, merge_lora: bool = True) -> Path:
     """Copy a checkpoint's HF folder to `out_dir` (atomically); a LoRA adapter is merged into its base
-    when `merge_lora` (then `<out_dir>-adapter` keeps the adapter alone)."""
+    when `merge_lora` (then `<out_dir>-adapter` keeps the adapter alone). A full model gets the base's
+    processor configs it lacks (a multimodal student: vLLM needs them)."""
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         if is_adapter(hf_dir) and merge_lora:
@@ -85,6 +123,8 @@ def export_final(hf_dir: str | Path, out_dir: str | Path, base_model: str | None
             shutil.copytree(hf_dir, adapter_out)
         else:
             shutil.copytree(hf_dir, tmp, dirs_exist_ok=True)
+            if not is_adapter(hf_dir):  # checkpoints saved before save_hf carried the processor
+                copy_processor_files(base_model, tmp)
     return out_dir
 
 
@@ -109,6 +149,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     generation = Path(base_path) / "generation_config.json"
     if generation.exists():
         shutil.copy(generation, Path(out_dir) / "generation_config.json")
+    copy_processor_files(base_path, out_dir)
     return Path(out_dir)
 
 
