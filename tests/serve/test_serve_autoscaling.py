@@ -1,6 +1,7 @@
 """Serve's autoscaler on the guard, exercised: under a bounded loopback load the guard deployment
 grows from one replica to two, every request is answered, and after the load stops it shrinks back
 to one. Replica counts are read from Serve's own status (the controller's application details).
+Also the moderating proxy's stream through Serve's proxy and the ingress (one replica).
 
 The guard is the tiny format-trained model on the transformers engine (a real model; vLLM replicas
 would take a minute each to start on 2 cores). Short autoscaler delays keep the test within a minute
@@ -113,3 +114,54 @@ def test_guard_scales_up_under_load_and_back_down():
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def test_moderating_proxy_streams_through_serve_and_a_client_leaving_closes_the_upstream():
+    """The moderating proxy on a real Serve (ingress -> guard replica through a handle): the openai SDK's
+    streaming client gets the upstream's text chunk by chunk after the checks; a client that goes away
+    mid-stream closes the upstream request (through Serve's proxy and the ingress)."""
+    from openai import OpenAI
+    from ray import serve
+    import ray
+    import httpx
+    from scripted_upstream import BENIGN, ScriptedUpstream, serve_app
+
+    from jobs.serve import start
+    from reasonguard.config.serve import ServeConfig
+    from serve.testing import build_tiny_guard
+
+    upstream = ScriptedUpstream()
+    up_url, up_server, up_thread = serve_app(upstream.app)
+    payload = autoscaling_config(str(build_tiny_guard())).model_dump(mode="json", exclude_unset=True)
+    payload.pop("autoscaling")
+    payload["replica"]["num_replicas"] = 1
+    # threshold 1.0: the tiny guard's verdicts are near chance, so nothing is cut here; the cut itself is
+    # tested with a scripted guard in tests/serve/test_moderation.py
+    payload["moderation"] = {"upstream": {"base_url": f"{up_url}/v1", "model": "upstream-llm"},
+                             "check_every_tokens": 8, "threshold": 1.0}
+    url = start(ServeConfig.model_validate(payload), ready_timeout_s=300)
+    try:
+        client = OpenAI(base_url=f"{url}/v1", api_key="x")
+        chunks = list(client.chat.completions.create(
+            model="upstream-llm", messages=[{"role": "user", "content": "How do I bake bread?"}], stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == " ".join(BENIGN.split(" ")) + " "
+        assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].to_dict()["moderation"]["checks"] >= 4
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 4  # streamed, not one block
+
+        upstream.text, upstream.delay_s = " ".join(["word"] * 400), 0.02
+        body = {"model": "upstream-llm", "stream": True, "messages": [{"role": "user", "content": "Say words."}]}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            for n, _ in enumerate(r.iter_lines()):
+                if n >= 6:
+                    break
+        deadline = time.monotonic() + 15
+        while upstream.abandoned == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert upstream.abandoned == 1 and upstream.completed == 1
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        up_server.should_exit = True
+        up_thread.join(10)
