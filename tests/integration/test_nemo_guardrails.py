@@ -36,7 +36,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "nemo_guardrails"
-NEMO_PYTHON = ROOT / ".venv-nemo" / "bin" / "python"
+NEMO_PYTHON = ROOT / os.environ.get("NEMO_VENV", ".venv-nemo") / "bin" / "python"  # the script's NEMO_VENV too
 THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S)
 # NeMo Guardrails' request for a check (library/content_safety/actions.py): near-zero temperature, the
 # prompt's max_tokens.
