@@ -5,6 +5,8 @@
 #
 #   cluster/scripts/stop_local.sh          # this cluster only
 #   cluster/scripts/stop_local.sh --all    # `ray stop --force`: EVERY Ray process of this user
+#   cluster/scripts/stop_local.sh --node worker-1          # one node only (its folder under RAY_TEMP_ROOT)
+#   cluster/scripts/stop_local.sh --node worker-1 --kill   # SIGKILL at once: a node crash, for failure drills
 # Knobs: RAY_TEMP_ROOT (as for the start scripts), RAY_STOP_GRACE_S (12).
 set -euo pipefail
 source "$(dirname "$0")/_local_common.sh"
@@ -12,7 +14,20 @@ source "$(dirname "$0")/_local_common.sh"
 if [ "${1:-}" = "--all" ]; then
   exec "$RAY" stop --force
 fi
-[ -z "${1:-}" ] || { echo "usage: $0 [--all]" >&2; exit 2; }
+usage() { echo "usage: $0 [--all] | [--node head|worker-N] [--kill]" >&2; exit 2; }
+node="" kill_now=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --node) [ -n "${2:-}" ] || usage; node="$2"; shift 2 ;;
+    --kill) kill_now=1; shift ;;
+    *) usage ;;
+  esac
+done
+case "$node" in */*|.*) usage ;; esac
+if [ -n "$node" ]; then
+  [ -d "$RAY_TEMP_ROOT/$node" ] || { echo "error: no node folder $RAY_TEMP_ROOT/$node" >&2; exit 1; }
+  RAY_TEMP_ROOT="$RAY_TEMP_ROOT/$node"  # that node's daemons name their own folder
+fi
 
 # This cluster's processes: the daemons whose command line names "$RAY_TEMP_ROOT/" (gcs_server,
 # raylet, dashboard, monitors), the other members of their process groups (the Ray client server;
@@ -35,6 +50,12 @@ our_pids() {
 pids="$(our_pids)"
 if [ -z "$pids" ]; then
   echo ">> no process of the local cluster under $RAY_TEMP_ROOT is running"
+  exit 0
+fi
+if [ -n "$kill_now" ]; then
+  echo ">> killing (SIGKILL) $(echo "$pids" | wc -w) process(es) under $RAY_TEMP_ROOT"
+  kill -KILL $pids 2>/dev/null || true
+  echo ">> killed"
   exit 0
 fi
 echo ">> stopping $(echo "$pids" | wc -w) process(es) of the local cluster under $RAY_TEMP_ROOT"
