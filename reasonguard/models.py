@@ -198,7 +198,8 @@ GEMMA3_CHAT_TEMPLATE = (
 # Gemma-3's special tokens, by role (the image ones only for the multimodal variant).
 GEMMA3_SPECIAL = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
 GEMMA3_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
-GEMMA3_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+GEMMA3_IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                       "image_token": "<image_soft_token>"}
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,8 @@ def build_tiny_gemma3(target: Path | None = None, spec: TinyGemma3Spec = TinyGem
     from transformers import Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, Gemma3TextConfig
 
     tokenizer = gemma3_shaped_tokenizer(spec.multimodal)
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in {**GEMMA3_SPECIAL, **GEMMA3_IMAGE_TOKENS}.items()}
+    named = {**GEMMA3_SPECIAL, **GEMMA3_IMAGE_TOKENS}
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in named.items()}
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     torch.manual_seed(spec.seed)
     kinds = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(spec.num_hidden_layers)]
@@ -276,7 +278,8 @@ def build_tiny_gemma3(target: Path | None = None, spec: TinyGemma3Spec = TinyGem
         config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=spec.mm_tokens_per_image,
                               boi_token_index=ids["boi_token"], eoi_token_index=ids["eoi_token"],
                               image_token_index=ids["image_token"], pad_token_id=ids["pad_token"],
-                              eos_token_id=[ids["eos_token"], end_of_turn], bos_token_id=ids["bos_token"], dtype="float32")
+                              eos_token_id=[ids["eos_token"], end_of_turn], bos_token_id=ids["bos_token"],
+                              dtype="float32")
         model = Gemma3ForConditionalGeneration(config)
     else:
         model = Gemma3ForCausalLM(text)

@@ -74,7 +74,8 @@ def test_a_system_turn_is_folded_into_the_first_user_turn(gemma_tokenizer):
     tok = gemma_tokenizer
     chat = _sft_chat("no_think")
     folded = encode_chat(tok, [{"role": "system", "content": "Answer as the guard."}, *chat])
-    assert tok.decode(folded.prompt).startswith("<bos><start_of_turn>user\nAnswer as the guard.\n\n" + chat[0]["content"][:40])
+    header = "<bos><start_of_turn>user\nAnswer as the guard.\n\n"
+    assert tok.decode(folded.prompt).startswith(header + chat[0]["content"][:40])
     assert "system" not in tok.decode(folded.prompt)
     plain = encode_chat(tok, chat)
     assert (folded.target, folded.end, folded.tail) == (plain.target, plain.end, plain.tail)  # same learned tokens
@@ -222,7 +223,8 @@ def test_multimodal_gemma3_training_checkpoint_and_export_carry_the_processor(sf
     config = json.loads((final / "config.json").read_text())
     assert config["architectures"] == ["Gemma3ForConditionalGeneration"] and "vision_config" in config
     model, info = AutoModelForCausalLM.from_pretrained(final, output_loading_info=True)  # ZeRO-3 gathered every weight
-    assert type(model).__name__ == "Gemma3ForConditionalGeneration" and not info["missing_keys"] and not info["unexpected_keys"]
+    assert type(model).__name__ == "Gemma3ForConditionalGeneration"
+    assert not info["missing_keys"] and not info["unexpected_keys"]
     weights = model.state_dict()
     base_weights = AutoModelForCausalLM.from_pretrained(base).state_dict()
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in base_weights.items()}
