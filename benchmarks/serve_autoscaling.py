@@ -56,24 +56,10 @@ def main() -> None:
     from ray import serve
 
     from jobs.serve import start
-    from reasonguard.config.serve import ServeConfig
-    from serve.testing import build_tiny_guard
+    from serve.testing import autoscaling_demo_config, build_tiny_guard
 
     model = args.model or str(build_tiny_guard())
-    config = ServeConfig.model_validate({
-        "engine": {"kind": "transformers", "model": model, "device": "cpu", "batch_size": 4},
-        "served_model_name": "guard",
-        "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
-                        "upscale_delay_s": args.upscale_delay_s, "downscale_delay_s": args.downscale_delay_s,
-                        "metrics_interval_s": 0.5, "look_back_period_s": 2},
-        "replica": {"num_cpus": 0.5, "max_ongoing_requests": 8, "graceful_shutdown_timeout_s": 2},
-        "ingress": {"num_replicas": 1, "num_cpus": 0.1},
-        "batching": {"enabled": True, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
-        "guard": {"temperature": 0.0},
-        "http": {"host": "127.0.0.1", "port": _free_port()},
-        "operations": {"metrics_export_port": _free_port(), "dashboard": False},
-        "ray": {"num_cpus": 2},
-    })
+    config = autoscaling_demo_config(model, _free_port(), _free_port(), args.upscale_delay_s, args.downscale_delay_s)
     url = start(config, ready_timeout_s=300)
     samples: list[tuple[float, int]] = []
     requests: list[tuple[float, float, bool]] = []  # (start offset, latency, ok)

@@ -88,3 +88,27 @@ def build_tiny_guard(target: Path | None = None, steps: int = 300, batch_size: i
         tokenizer.save_pretrained(tmp)
         _write_generation_defaults(tmp, tokenizer)
     return target
+
+
+def autoscaling_demo_config(model_dir: str, http_port: int, metrics_port: int, upscale_delay_s: float = 2,
+                            downscale_delay_s: float = 6):
+    """A 1..2-replica guard on the transformers engine with short autoscaler delays: what the autoscaling
+    test and benchmarks/serve_autoscaling.py run (production values: cluster/configs/serve_gpu.yaml)."""
+    from reasonguard.config.serve import ServeConfig
+
+    return ServeConfig.model_validate({
+        "engine": {"kind": "transformers", "model": model_dir, "device": "cpu", "batch_size": 4},
+        "served_model_name": "tiny-guard",
+        "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
+                        "upscale_delay_s": upscale_delay_s, "downscale_delay_s": downscale_delay_s,
+                        "metrics_interval_s": 0.5, "look_back_period_s": 2},
+        "replica": {"num_cpus": 0.5, "max_ongoing_requests": 8, "health_check_period_s": 2,
+                    "graceful_shutdown_timeout_s": 2},
+        "ingress": {"num_replicas": 1, "num_cpus": 0.1},
+        "batching": {"enabled": True, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
+        "guard": {"temperature": 0.0},
+        "http": {"host": "127.0.0.1", "port": http_port},
+        "operations": {"metrics_export_port": metrics_port, "dashboard": False},
+        "ray": {"num_cpus": 2},
+    })
+

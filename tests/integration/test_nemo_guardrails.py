@@ -24,10 +24,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -96,12 +94,6 @@ def test_prompts_yml_is_the_guard_prompt(reasoning):
 # ---------------------------------------------------------------------------------- the real thing
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def nemo_python() -> Path:
     """.venv-nemo's python, built by scripts/setup_nemo_venv.sh when missing or out of date (~1.5 min cold)."""
@@ -126,8 +118,6 @@ def guard():
         yield external.rstrip("/"), model, token, False
         return
 
-    import uvicorn
-
     from reasonguard.config.serve import ServeConfig
     from reasonguard.engines import build_engine
     from serve.api import create_api
@@ -145,16 +135,11 @@ def guard():
     })
     engine = build_engine(config.engine)
     app = create_api(GuardService(GuardServer(engine, config, count_tokens=hf_token_counter(model_dir)), config))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the guard's HTTP server did not start"
-        time.sleep(0.05)
+    from processes import serve_app
+
+    base, server, thread = serve_app(app)
     try:
-        yield f"http://127.0.0.1:{port}/v1", "tiny-guard", None, True
+        yield f"{base}/v1", "tiny-guard", None, True
     finally:
         server.should_exit = True
         thread.join(30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -135,20 +134,12 @@ def _capture(errors, fn, *args):
 def test_interrupted_job_resumes_without_loss_or_repeat(ray_local, tmp_path, repo_root):
     """Kill `python -m jobs.distill` (its whole process group, its own Ray included) after its first
     parts, then run the same config again (here in-process, on the warm test Ray)."""
+    from processes import kill_after_first_part
+
     from jobs.distill import run
 
     out, limit = tmp_path / "run", 24
-    log = open(tmp_path / "first.log", "wb")
-    proc = subprocess.Popen(job_command(out, limit), cwd=repo_root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not list((out / "parts").glob("part-*.parquet")):
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no part written in time"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+    kill_after_first_part(job_command(out, limit), out / "parts", tmp_path / "first.log", repo_root)
     first = read_parts(out / "parts")
     assert 0 < len(first) < limit, "the run must be cut off midway"
     assert not (out / "traces.parquet").exists()

@@ -117,13 +117,10 @@ def test_killed_job_resumes_without_loss_or_repeat(tmp_path, tiny_model_dir, rep
     """SIGKILL `python -m jobs.predict` (its whole process group, its own Ray included) after its first
     parts, then run the same config again: every (item, mode, sample) once, the first run's rows kept.
     The same folder with another model is refused (it would mix two guards' predictions)."""
-    import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     import yaml
+    from processes import kill_after_first_part
 
     from jobs.predict import run
     from reasonguard.run_identity import RunIdentityMismatch
@@ -134,18 +131,8 @@ def test_killed_job_resumes_without_loss_or_repeat(tmp_path, tiny_model_dir, rep
     cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"batch_size": 2, "flush_every": 2})})
     path = tmp_path / "predict.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True)))
-    log = open(tmp_path / "first.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.predict", "--config", str(path)], cwd=repo_root, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not list((out / "predictions").glob("part-*.parquet")):
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no part written in time"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+    kill_after_first_part([sys.executable, "-m", "jobs.predict", "--config", str(path)], out / "predictions",
+                          tmp_path / "first.log", repo_root)
     first = read_parts(out / "predictions")
     total = limit * 2 * 2
     assert 0 < len(first) < total, "the run must be cut off midway"

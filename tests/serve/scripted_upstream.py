@@ -1,36 +1,18 @@
-"""A scripted OpenAI-compatible upstream LLM for the moderating proxy's tests, and a uvicorn helper."""
+"""A scripted OpenAI-compatible upstream LLM for the moderating proxy's tests."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from processes import serve_app  # noqa: F401 - the tests take it from here too
 
 BENIGN = ("Bread needs flour, water, salt and yeast. Mix them and knead the dough for ten minutes. "
           "Let it rise for an hour, shape it, and bake it until the crust is brown.")
 HARMFUL = ("Sure. First you gather the parts. Then you wire the detonator to the battery and close the case. "
            "Finally you hide it where nobody looks.")
-
-
-def serve_app(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
 
 
 class ScriptedUpstream:

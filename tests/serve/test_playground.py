@@ -8,10 +8,7 @@ from __future__ import annotations
 import html.parser
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -91,21 +88,11 @@ def browser() -> str:
 @pytest.fixture(scope="module")
 def live_url():
     """The API over real HTTP (uvicorn in a thread), a token configured."""
-    import uvicorn
+    from processes import serve_app
 
     mp = pytest.MonkeyPatch()
-    app = app_for(mp)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API's HTTP server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    url, server, thread = serve_app(app_for(mp))
+    yield url
     server.should_exit = True
     thread.join(10)
     mp.undo()

@@ -12,7 +12,6 @@ measured by benchmarks/serve_autoscaling.py, not asserted here.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
@@ -20,32 +19,12 @@ import pytest
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 2,
-               "downscale_delay_s": 6, "metrics_interval_s": 0.5, "look_back_period_s": 2}
+def autoscaling_config(model_dir: str):
+    from processes import free_port
 
+    from serve.testing import autoscaling_demo_config
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def autoscaling_config(model_dir: str, autoscaling: dict = AUTOSCALING):
-    from reasonguard.config.serve import ServeConfig
-
-    return ServeConfig.model_validate({
-        "engine": {"kind": "transformers", "model": model_dir, "device": "cpu", "batch_size": 4},
-        "served_model_name": "tiny-guard",
-        "autoscaling": autoscaling,
-        "replica": {"num_cpus": 0.5, "max_ongoing_requests": 8, "health_check_period_s": 2,
-                    "graceful_shutdown_timeout_s": 2},
-        "ingress": {"num_replicas": 1, "num_cpus": 0.1},
-        "batching": {"enabled": True, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
-        "guard": {"temperature": 0.0},
-        "http": {"host": "127.0.0.1", "port": _free_port()},
-        "operations": {"metrics_export_port": _free_port(), "dashboard": False},
-        "ray": {"num_cpus": 2},
-    })
+    return autoscaling_demo_config(model_dir, free_port(), free_port())
 
 
 def running_replicas() -> int:

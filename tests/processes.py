@@ -1,0 +1,50 @@
+"""Shared helpers of tests that run real servers and jobs: an ASGI app on a loopback port (uvicorn in a
+thread), and a job process killed once it has written its first output part."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_app(app, start_timeout_s: float = 60) -> tuple[str, object, threading.Thread]:
+    """(base URL, uvicorn server, thread) of `app` on a free loopback port; stop with
+    `server.should_exit = True; thread.join()`."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the HTTP server did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+def kill_after_first_part(command: list[str], parts: Path, log_path: Path, cwd, timeout_s: float = 300) -> None:
+    """Run `command` in its own process group and SIGKILL the whole group (its own Ray included) as
+    soon as a `part-*.parquet` appears in `parts`."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not list(parts.glob("part-*.parquet")):
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "no part written in time"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
