@@ -1,7 +1,8 @@
 """Serve's autoscaler on the guard, exercised: under a bounded loopback load the guard deployment
 grows from one replica to two, every request is answered, and after the load stops it shrinks back
 to one. Replica counts are read from Serve's own status (the controller's application details).
-Also the moderating proxy's stream through Serve's proxy and the ingress (one replica).
+Also the moderating proxy's stream through Serve's proxy and the ingress (one replica), and
+`serve status` against that app's dashboard.
 
 The guard is the tiny format-trained model on the transformers engine (a real model; vLLM replicas
 would take a minute each to start on 2 cores). Short autoscaler delays keep the test within a minute
@@ -12,6 +13,9 @@ measured by benchmarks/serve_autoscaling.py, not asserted here.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -118,8 +122,17 @@ def test_moderating_proxy_streams_through_serve_and_a_client_leaving_closes_the_
     # tested with a scripted guard in tests/serve/test_moderation.py
     payload["moderation"] = {"upstream": {"base_url": f"{up_url}/v1", "model": "upstream-llm"},
                              "check_every_tokens": 8, "threshold": 1.0}
+    from processes import free_port
+
+    dashboard_port = free_port()  # and the dashboard on loopback, so an operator's `serve status` works
+    payload["operations"].update({"dashboard": True, "dashboard_port": dashboard_port})
     url = start(ServeConfig.model_validate(payload), ready_timeout_s=300)
     try:
+        status = subprocess.run([sys.executable, "-m", "ray.serve.scripts", "status", "--address",
+                                 f"http://127.0.0.1:{dashboard_port}"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "RAY_AUTH_MODE": "token"})
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert "GuardDeployment" in status.stdout and "RUNNING" in status.stdout, status.stdout
         client = OpenAI(base_url=f"{url}/v1", api_key="x")
         chunks = list(client.chat.completions.create(
             model="upstream-llm", messages=[{"role": "user", "content": "How do I bake bread?"}], stream=True))
