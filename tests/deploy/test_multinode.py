@@ -1,0 +1,256 @@
+"""Multi-node training on one machine: a Ray head with no CPUs and two worker nodes (each its own raylet
+with its own resources and node folder, started by cluster/scripts), `ray job submit` of jobs.train
+(the tiny model, 2 Ray Train workers, DeepSpeed ZeRO-2 over gloo, a checkpoint every few steps) with
+checkpoints and outputs in a folder every node reaches. The worker node of rank 0 is killed (SIGKILL of
+all its processes, `stop_local.sh --node worker-N --kill`) after the first registered checkpoint; a replacement node
+joins, and the job must finish from the last checkpoint: steps 1..N once each in the result, the
+steps run twice (after the last checkpoint, before the kill) counted from the workers' own logs.
+
+Heavy for a 2-core machine (three raylets, two DeepSpeed workers, a restart): it runs only with
+REASONGUARD_MULTINODE=1. docs/kuberay.md ("Multi-node check on one machine") has the measured numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _free_ports, _our_processes, _run
+
+pytestmark = [
+    pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900),
+    pytest.mark.skipif(os.environ.get("REASONGUARD_MULTINODE") != "1",
+                       reason="three raylets and a DeepSpeed restart: set REASONGUARD_MULTINODE=1 to run"),
+]
+
+POLICY = "S1: Violence.\nS2: Criminal planning.\nS3: Weapons.\nS4: Self-harm."
+REASONS = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
+CONFIG = "cluster/configs/train_multinode_local.yaml"
+EVERY = 3  # its checkpoint interval (optimizer steps)
+MAX_STEPS = 15
+# The training loop's own lines on rank 0 (reasonguard.train.loop, logging_steps 1): "step 7/24 epoch 0 loss 8.71 ..."
+# and, on every rank of a restarted worker group, "rank 0 resumed from checkpoint_step_0000003 at step 3".
+STEP_LINE = re.compile(r"\bstep (\d+)/\d+ epoch \d+ loss")
+RESUMED_LINE = re.compile(r"\brank \d+ resumed from \S+ at step (\d+)")
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())["data"]["result"]["result"]
+
+
+def _nodes(cluster) -> dict[str, str]:
+    """node_id -> "head" | "worker-N" for the ALIVE nodes (each worker carries the resource rg_node_N)."""
+    named = {}
+    for n in _get(f"{cluster.address}/api/v0/nodes?detail=1&limit=100"):
+        if n["state"] != "ALIVE":
+            continue
+        tags = [k for k in n["resources_total"] if k.startswith("rg_node_")]
+        named[n["node_id"]] = "head" if n["is_head_node"] else ("worker-" + tags[0].split("_")[-1] if tags else "?")
+    return named
+
+
+def _train_workers(cluster) -> list[dict]:
+    actors = _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000")
+    return [a for a in actors if a.get("class_name") == "RayTrainWorker" and a["state"] == "ALIVE"]
+
+
+def _worker_placement(cluster) -> list[str]:
+    names = _nodes(cluster)
+    return sorted(names.get(a["node_id"], "?") for a in _train_workers(cluster))
+
+
+def _worker_logs(temp_root: str) -> dict[str, list[str]]:
+    """Each worker process's stdout and stderr files, read from every node's log folder, the killed node's too."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(Path(temp_root).glob("*/session_*/logs/worker-*.[oe][ur][tr]")):
+        found.setdefault(f"{path.parts[-4]}:{path.stem}", []).append(path.read_text(errors="replace"))
+    return found
+
+
+def _step_logs(temp_root: str) -> dict[str, list[int]]:
+    """The steps each training process logged (only rank 0 logs them; a line may reach both of its files)."""
+    found = {key: max(([int(m) for m in STEP_LINE.findall(t)] for t in texts), key=len)
+             for key, texts in _worker_logs(temp_root).items()}
+    return {key: steps for key, steps in found.items() if steps}
+
+
+def _registered_checkpoint(run_dir: Path) -> int:
+    """The step of the latest checkpoint Ray Train's controller has registered (0: none). A checkpoint folder
+    in storage is not enough: the controller registers it once it has polled every worker's report, and a
+    worker group restarted before that starts from the previous registered checkpoint."""
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
+    except (OSError, ValueError):
+        return 0
+    steps = [int(m) for m in re.findall(r"checkpoint_step_(\d+)", json.dumps(latest))]
+    return max(steps, default=0)
+
+
+def _add_worker(cluster, n: int) -> subprocess.CompletedProcess:
+    env = {**cluster.env, "RAY_WORKER_RESOURCES": json.dumps({"rg_worker": 1, f"rg_node_{n}": 1})}
+    return _run(["bash", str(SCRIPTS / "add_local_worker.sh"), str(n)], env, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_model_dir):
+    if not (VENV_BIN / "ray").exists() and not shutil.which("ray"):
+        pytest.skip("no `ray` CLI (.venv/bin/ray or on PATH)")
+    temp_root = tempfile.mkdtemp(prefix="rgm", dir="/tmp")  # short: AF_UNIX paths stay below 107 bytes
+    head, dashboard, client, agent = _free_ports(4)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_TEMP_ROOT": temp_root, "RAY_HEAD_PORT": str(head), "RAY_DASHBOARD_PORT": str(dashboard),
+        "RAY_CLIENT_PORT": str(client), "RAY_AGENT_PORT": str(agent),  # worker N's agent: agent + N
+        "RAY_NUM_CPUS": "0",  # the head runs the driver and Train's controller (0 CPUs each), no workers
+        "RAY_WORKER_NUM_CPUS": "1", "RAY_OBJECT_STORE_MB": "200", "RAY_AUTH_MODE": "disabled",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("RAY_ADDRESS", None)
+    ns = SimpleNamespace(address=f"http://127.0.0.1:{dashboard}", env=env, temp_root=temp_root)
+    try:
+        started = _run(["bash", str(SCRIPTS / "start_local_head.sh")], env, timeout=180)
+        assert started.returncode == 0, started.stdout + started.stderr
+        for n in (1, 2):
+            joined = _add_worker(ns, n)
+            assert joined.returncode == 0, joined.stdout + joined.stderr
+        yield ns
+    finally:
+        stopped = _run(["bash", str(SCRIPTS / "stop_local.sh")], env, timeout=120)
+        left = _our_processes(temp_root)
+        shutil.rmtree(temp_root, ignore_errors=True)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not left, f"processes of the local cluster left running: {left}"
+
+
+@pytest.fixture(scope="module")
+def sft_path(tmp_path_factory) -> str:
+    from reasonguard.config import validate_config
+    from reasonguard.config.sft_data import SftDataConfig
+    from reasonguard.datasets import load_demo
+    from reasonguard.sft import build_from_config, write_rows
+
+    folder = tmp_path_factory.mktemp("mn_sft")
+    rows = [{**e.to_row(), "reasoning": REASONS[e.prompt_harm_label]} for e in load_demo() if e.response is None]
+    traces = write_rows(rows, str(folder / "traces.parquet"))
+    build = {"traces": [traces], "mode": "dual", "dual_duplicate": True, "policy": POLICY, "seed": 0}
+    return write_rows(build_from_config(validate_config(SftDataConfig, build)).rows, str(folder / "sft.parquet"))
+
+
+def test_two_node_training_survives_a_lost_node(cluster, sft_path, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    # The nodes: a head without CPUs and two 1-CPU workers, each its own raylet.
+    assert sorted(_nodes(cluster).values()) == ["head", "worker-1", "worker-2"]
+    shared = tmp_path / "shared"  # storage every node reaches (one machine: one folder)
+    out, storage = shared / "out", shared / "ray"
+    # The shipped drill config (tiny model, 2 workers of 1 CPU, ZeRO-2, a checkpoint every 3 steps), with
+    # this test's data and shared folders.
+    config = yaml.safe_load((REPO_ROOT / CONFIG).read_text())
+    config.update(data={**config["data"], "sft_path": sft_path}, output_dir=str(out), storage_path=str(storage),
+                  max_steps=MAX_STEPS)
+    assert (config["run_name"], config["checkpoint"]["every_steps"], config["scaling"]["num_workers"]) == ("multinode", EVERY, 2)
+    config_path = tmp_path / "train_multinode.yaml"
+    config_path.write_text(json.dumps(config))  # JSON is YAML
+    client = JobSubmissionClient(cluster.address)
+    t0 = time.monotonic()
+    submitted = _run([str(VENV_BIN / "ray"), "job", "submit", "--address", cluster.address, "--no-wait",
+                      "--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml", "--",
+                      "python", "-m", "jobs.train", "--config", str(config_path)], cluster.env, timeout=180)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = re.search(r"Job '([^']+)' submitted successfully", submitted.stdout + submitted.stderr).group(1)
+
+    def status() -> JobStatus:
+        return client.get_job_status(job_id)
+
+    def logs_tail() -> str:
+        return client.get_job_logs(job_id)[-6000:]
+
+    # One Ray Train worker per worker node.
+    placement = []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and status() in (JobStatus.PENDING, JobStatus.RUNNING):
+        placement = _worker_placement(cluster)
+        if len(placement) == 2:
+            break
+        time.sleep(1)
+    assert placement == ["worker-1", "worker-2"], (placement, logs_tail())
+
+    # A checkpoint registered by the controller, and a step past it on rank 0: then kill a worker node.
+    run_dir, last_ckpt = storage / "multinode", 0
+    while time.monotonic() < deadline and status() == JobStatus.RUNNING:
+        last_ckpt = _registered_checkpoint(run_dir)
+        logged = [s for steps in _step_logs(cluster.temp_root).values() for s in steps]
+        if last_ckpt and max(logged, default=0) > last_ckpt:
+            break
+        time.sleep(0.3)
+    assert last_ckpt >= EVERY, logs_tail()
+    assert status() == JobStatus.RUNNING, logs_tail()
+    # The node of rank 0 (the process logging the steps): it holds the rank that saves the model.
+    victim = next(iter(_step_logs(cluster.temp_root))).split(":", 1)[0]
+    survivor = ({"worker-1", "worker-2"} - {victim}).pop()
+    t_kill = time.monotonic()
+    killed = _run(["bash", str(SCRIPTS / "stop_local.sh"), "--node", victim, "--kill"], cluster.env, timeout=60)
+    assert killed.returncode == 0 and ">> killed" in killed.stdout, killed.stdout + killed.stderr
+    # What the controller had registered by the kill (it may have registered one more since the last look).
+    last_ckpt = _registered_checkpoint(run_dir)
+    steps_before = _step_logs(cluster.temp_root)
+    joined = _add_worker(cluster, 3)  # the replacement node
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    t_joined = time.monotonic()
+
+    # Training resumes on the surviving node and the replacement.
+    resumed_placement, t_resumed = [], None
+    while time.monotonic() < t_kill + 400 and status() in (JobStatus.PENDING, JobStatus.RUNNING):
+        if t_resumed is None and len(_step_logs(cluster.temp_root)) > len(steps_before):
+            t_resumed = time.monotonic()  # a new training process logged its first step
+        if not resumed_placement:
+            placement = _worker_placement(cluster)
+            if len(placement) == 2 and victim not in placement:
+                resumed_placement = placement
+        time.sleep(0.5)
+    final_status = status()
+    t_done = time.monotonic()
+    assert final_status == JobStatus.SUCCEEDED, logs_tail()
+    assert resumed_placement in ([], sorted([survivor, "worker-3"])), resumed_placement
+
+    # Nothing lost: every step once in the result, the final checkpoint in shared storage, the export.
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["step"] == MAX_STEPS
+    assert [h["step"] for h in summary["log_history"]] == list(range(1, MAX_STEPS + 1))
+    assert (storage / "multinode" / f"checkpoint_step_{MAX_STEPS:07d}" / "trainer_state.json").exists()
+    assert summary["checkpoint"].endswith(f"checkpoint_step_{MAX_STEPS:07d}")
+    assert (out / "final" / "config.json").exists() and list((out / "final").glob("*.safetensors"))
+
+    # Redone work: steps a killed attempt ran after its last checkpoint, which the next attempt ran again.
+    per_process = _step_logs(cluster.temp_root)
+    logged = [s for steps in per_process.values() for s in steps]
+    assert sorted(set(logged)) == list(range(1, MAX_STEPS + 1)), per_process
+    redone = len(logged) - len(set(logged))
+    resumed = sorted({int(m) for texts in _worker_logs(cluster.temp_root).values() for t in texts for m in RESUMED_LINE.findall(t)})
+    report = {
+        "job_id": job_id, "steps": MAX_STEPS, "checkpoint_every": EVERY, "last_checkpoint_at_kill": last_ckpt,
+        "resumed_at_step": resumed, "steps_by_process": per_process, "redone_steps": redone, "processes_logging_steps": len(per_process),
+        "placement_before": ["worker-1", "worker-2"], "killed_node": f"{victim} (rank 0)", "placement_after": resumed_placement or "(not caught)",
+        "replacement_node_join_s": round(t_joined - t_kill, 1),
+        "kill_to_first_resumed_step_s": round(t_resumed - t_kill, 1) if t_resumed else None,
+        "job_total_s": round(t_done - t0, 1),
+    }
+    print("\nMULTINODE REPORT " + json.dumps(report))
+    (Path(os.environ.get("REASONGUARD_MULTINODE_REPORT", tmp_path / "report.json"))).write_text(json.dumps(report, indent=2))
+    assert resumed == [last_ckpt], per_process  # restored (every rank) from the last checkpoint before the kill
+    assert 1 <= redone < EVERY + 1, per_process
+    assert len(per_process) == 2  # rank 0 of the killed attempt, rank 0 of the resumed one
