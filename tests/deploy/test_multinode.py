@@ -5,6 +5,8 @@ checkpoints and outputs in a folder every node reaches. The worker node of rank 
 all its processes, `stop_local.sh --node worker-N --kill`) after the first registered checkpoint; a replacement node
 joins, and the job must finish from the last checkpoint: steps 1..N once each in the result, the
 steps run twice (after the last checkpoint, before the kill) counted from the workers' own logs.
+A second test submits jobs.distill (transformers on the tiny model, 2 engine replicas) and checks that Ray
+Data placed its engine actors on two different nodes.
 
 Heavy for a 2-core machine (three raylets, two DeepSpeed workers, a restart): it runs only with
 REASONGUARD_MULTINODE=1. docs/kuberay.md ("Multi-node check on one machine") has the measured numbers.
@@ -254,3 +256,31 @@ def test_two_node_training_survives_a_lost_node(cluster, sft_path, tmp_path):
     assert resumed == [last_ckpt], per_process  # restored (every rank) from the last checkpoint before the kill
     assert 1 <= redone < EVERY + 1, per_process
     assert len(per_process) == 2  # rank 0 of the killed attempt, rank 0 of the resumed one
+
+
+def test_distill_spreads_its_engine_actors_over_nodes(cluster, tmp_path):
+    """Ray Data's engine actor pool (transformers on the tiny model, 2 replicas of 1 CPU) lands on two nodes."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    # Two 1-CPU worker nodes hold the replicas; one more gives the light pre/post-processing tasks a CPU.
+    joined = _add_worker(cluster, 4)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    out = tmp_path / "shared" / "distill"
+    t0 = time.monotonic()
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster.address, "--working-dir", ".",
+           "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.distill",
+           "--config", "cluster/configs/distill_local.yaml", "--set", f"output_dir={out}",
+           "--set", "engine={kind: transformers, model: tiny}", "--set", "data=[{dataset: demo, split: train, limit: 8}]",
+           "--set", "sampling={temperature: 0.6, top_p: 0.95, max_tokens: 16, seed: 0}",
+           "--set", "pipeline={batch_size: 2, concurrency: 2, gpus_per_replica: 0, flush_every: 2}"]
+    done = _run(cmd, cluster.env, timeout=600)
+    job_id = re.search(r"Job '([^']+)' submitted successfully", done.stdout + done.stderr).group(1)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert JobSubmissionClient(cluster.address).get_job_status(job_id) == JobStatus.SUCCEEDED
+    assert (out / "stats.json").exists()
+    names = {n["node_id"]: n for n in _get(f"{cluster.address}/api/v0/nodes?detail=1&limit=100")}
+    actors = [a for a in _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000") if "EngineActor" in a.get("class_name", "")]
+    nodes = sorted({a["node_id"] for a in actors})
+    print("\nDISTILL SPREAD " + json.dumps({"actors": len(actors), "nodes": len(nodes), "job_s": round(time.monotonic() - t0, 1)}))
+    assert len(actors) >= 2 and len(nodes) == 2, [(a["class_name"], a["state"], a["node_id"]) for a in actors]
+    assert not any(names.get(n, {}).get("is_head_node") for n in nodes)
