@@ -81,7 +81,8 @@ def machine() -> dict:
 def bench_direct(config, kinds, concurrencies, n) -> dict:
     from reasonguard.engines import build_engine
     from serve.app import token_counter
-    from serve.guard import GuardServer, raise_first_error
+    from serve.engine_runner import raise_first_error
+    from serve.guard import GuardServer
     from serve.schemas import GuardRequest
 
     engine = build_engine(config.engine)

@@ -127,7 +127,7 @@ class GuardDeployment:
     async def _warm_up(self, server: GuardServer) -> None:
         """One short generation, so a broken engine fails the start (not the first user) and the
         first request does not pay one-off costs."""
-        from serve.guard import raise_first_error
+        from serve.engine_runner import raise_first_error
         from serve.schemas import GuardRequest
 
         plan = server.plan_guard(GuardRequest(prompt="warm-up", score_only=True))

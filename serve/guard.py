@@ -1,21 +1,17 @@
 """`GuardServer`: the guard's request logic around an engine, with no Ray and no HTTP in it.
 
 Requests become engine jobs (`plan_*`: limits, prompt rendering, sampling), jobs run in engine
-batches (`generate`: grouped by sampling settings, one failing conversation never fails the
-others), and outputs become responses (`finish_*`: verdict parsing, P(harmful), the threshold
+batches (serve.engine_runner: grouped by sampling settings, one failing conversation never fails the
+others; serve.chat holds the OpenAI chat helpers), and outputs become responses (`finish_*`: verdict parsing, P(harmful), the threshold
 decision). The Serve deployment adds batching across requests, deadlines and metrics on top,
 so everything here is unit-tested with a scripted engine and exercised for real under Serve.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-import threading
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -24,14 +20,15 @@ from reasonguard.config.serve import ServeConfig
 from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
 from reasonguard.policy import Policy, resolve_policy, text_policy
-from reasonguard.prompts import GuardInput, Mode, ToolCall, Turn, guard_messages, mode_of_prompt
+from reasonguard.prompts import GuardInput, Mode, guard_messages, mode_of_prompt
 from reasonguard.verdict import parse_verdict
-from serve.errors import EngineUnavailable, GuardError, InvalidInput, ModelNotFound, PayloadTooLarge
+from serve.chat import chat_turn, prompt_has_response
+from serve.engine_runner import EngineRunner, Job, raise_first_error, template_refused
+from serve.errors import GuardError, InvalidInput, ModelNotFound, PayloadTooLarge
 from serve.schemas import (
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessageIn,
     ChatMessageOut,
     Conversation,
     GuardBatchRequest,
@@ -47,17 +44,6 @@ from serve.scoring import verdict_scores
 log = logging.getLogger(__name__)
 
 TokenCounter = Callable[[list[dict]], int]
-# Consecutive engine failures (not caused by input) after which the replica reports itself unhealthy.
-MAX_ENGINE_FAILURES = 3
-
-
-@dataclass(frozen=True)
-class Job:
-    """One engine request: chat messages, how to sample them, and the verdict constraint (if any)."""
-
-    messages: list[dict]
-    sampling: SamplingConfig
-    verdict: VerdictSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -97,9 +83,7 @@ class GuardServer:
         self.model_name = config.model_name
         self.max_model_len = config.engine.max_model_len if config.engine.kind == "vllm" else None
         self.created = int(time.time())
-        self._lock = threading.Lock()  # engines are not thread-safe; one engine call at a time
-        self._failures = 0
-        self._last_failure: str | None = None
+        self.runner = EngineRunner(engine, config.replica.retry_after_s)
         # Verdict-safe decoding where the engine can constrain (it carries the verdict vocabulary).
         self.vocab = getattr(engine, "vocab", None)
         self.constrained = config.guard.decoding.constrained and self.vocab is not None
@@ -354,65 +338,11 @@ class GuardServer:
     # ---------------------------------------------------------------- engine
 
     def generate(self, jobs: Sequence[Job]) -> list[RequestOutput | GuardError]:
-        """Run jobs on the engine, one call per distinct sampling setting. A failing call is retried
-        job by job, so one bad conversation fails alone; failures come back as GuardError values."""
-        results: list[RequestOutput | GuardError | None] = [None] * len(jobs)
-        groups: dict[SamplingConfig, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            groups[job.sampling].append(i)
-        with self._lock:
-            for sampling, indices in groups.items():
-                self._run_group(jobs, sampling, indices, results)
-        return results  # type: ignore[return-value]
-
-    def _run_group(self, jobs, sampling, indices, results) -> None:
-        verdicts = [jobs[i].verdict for i in indices]
-        requests = [jobs[i].messages for i in indices]
-        try:
-            if any(v is not None for v in verdicts):
-                outputs = self.engine.generate(requests, sampling, verdicts)
-            else:
-                outputs = self.engine.generate(requests, sampling)
-            if len(outputs) != len(indices):
-                raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(indices)} requests")
-        except Exception as exc:  # noqa: BLE001 - classified below; never propagated to the client raw
-            if len(indices) > 1:
-                for i in indices:
-                    self._run_group(jobs, sampling, [i], results)
-                return
-            results[indices[0]] = self._classify(exc)
-            return
-        self._failures = 0
-        for i, out in zip(indices, outputs):
-            results[i] = out
+        """Run jobs on the engine (serve.engine_runner): failures come back as GuardError values."""
+        return self.runner.generate(jobs)
 
     async def generate_async(self, job: Job) -> RequestOutput | GuardError:
-        """One job on an asynchronous engine (`AsyncEngine.generate_one`: vLLM's AsyncLLM batches continuously)."""
-        try:
-            if job.verdict is not None:
-                output = await self.engine.generate_one(job.messages, job.sampling, job.verdict)  # type: ignore[attr-defined]
-            else:
-                output = await self.engine.generate_one(job.messages, job.sampling)  # type: ignore[attr-defined]
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified, never propagated raw
-            return self._classify(exc)
-        self._failures = 0
-        return output
-
-    def _classify(self, exc: Exception) -> GuardError:
-        text = str(exc)
-        lowered = text.lower()
-        if isinstance(exc, ValueError) and ("maximum model length" in lowered or "too long" in lowered or "max_model_len" in lowered):
-            return PayloadTooLarge(f"input too long for the model: {text[:300]}", "messages")
-        if template_refused(exc):  # e.g. a `tool` turn for a template without one: not the engine's failure
-            return InvalidInput(f"the model's chat template refuses these messages: {text[:300]}", "messages")
-        self._failures += 1
-        self._last_failure = f"{type(exc).__name__}: {text[:300]}"
-        if type(exc).__name__ == "EngineDeadError":
-            self._failures = MAX_ENGINE_FAILURES
-        log.error("engine failure %d: %s", self._failures, self._last_failure)
-        return EngineUnavailable("the guard engine failed; retry later", self.config.replica.retry_after_s)
+        return await self.runner.generate_async(job)
 
     # ---------------------------------------------------------------- shared
 
@@ -438,53 +368,14 @@ class GuardServer:
 
     @property
     def healthy(self) -> bool:
-        return self._failures < MAX_ENGINE_FAILURES and not getattr(self.engine, "dead", False)
+        return self.runner.healthy
 
     def check_health(self) -> None:
         """Raise when the engine keeps failing: Serve then replaces the replica."""
-        if not self.healthy:
-            raise RuntimeError(f"engine unhealthy after {self._failures} failures; last: {self._last_failure}")
+        self.runner.check_health()
 
     def close(self) -> None:
-        self.engine.close()
-
-
-def chat_turn(message: ChatMessageIn) -> dict:
-    """A chat message as the engine takes it ({role, content}, content always text): a developer message is
-    a system turn; an assistant's tool calls follow its text as `[tool call] name(arguments)` lines (the
-    rendering of the guard prompt), so any chat template shows them; a tool result keeps the role `tool`."""
-    role = "system" if message.role == "developer" else message.role
-    calls = tuple(ToolCall(c.function.name, c.function.arguments, c.id) for c in message.tool_calls or ())
-    return {"role": role, "content": Turn("assistant", message.text(), calls).text() if calls else message.text()}
-
-
-_ASSISTANT_HEADER = re.compile(r"^AI assistant:[ \t]*$", re.M)
-_NO_RESPONSE = re.compile(r"^AI assistant:[ \t]*\n[ \t]*None[ \t]*\n\s*Use the (?:taxonomy|policy)", re.M)
-
-
-def prompt_has_response(prompt_text: str) -> bool:
-    """Whether a guard prompt rendered elsewhere (NeMo Guardrails, a client) carries a response to
-    judge. Only an unambiguous `AI assistant:` / `None` block reads as prompt-only: a response that
-    itself contains such a block cannot turn the response verdict off."""
-    headers = _ASSISTANT_HEADER.findall(prompt_text)
-    return not (len(headers) == 1 and _NO_RESPONSE.search(prompt_text) is not None)
-
-
-def template_refused(exc: BaseException | None) -> bool:
-    """Whether a chat template refused the messages: jinja2's TemplateError (its `raise_exception`), also
-    when an engine wraps it (vLLM raises ValueError from it)."""
-    while exc is not None:
-        if type(exc).__module__.startswith("jinja2"):
-            return True
-        exc = exc.__cause__
-    return False
-
-
-def raise_first_error(outputs: Sequence[RequestOutput | GuardError]) -> list[RequestOutput]:
-    for out in outputs:
-        if isinstance(out, GuardError):
-            raise out
-    return list(outputs)  # type: ignore[arg-type]
+        self.runner.close()
 
 
 def hf_token_counter(model_path: str) -> TokenCounter:

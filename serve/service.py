@@ -18,7 +18,8 @@ from typing import Awaitable, Callable, Protocol
 
 from reasonguard.config.serve import ServeConfig
 from serve.errors import DeadlineExceeded, EngineUnavailable, GuardError, Overloaded, Unauthorized
-from serve.guard import GuardServer, Job, raise_first_error
+from serve.engine_runner import Job, raise_first_error
+from serve.guard import GuardServer
 from serve.schemas import ChatCompletionRequest, ChatCompletionResponse, GuardBatchRequest, GuardRequest
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from conftest import ScriptedEngine, keyword_guard, make_config, tokens_of, verd
 from reasonguard.policy import AEGIS_2_CATEGORIES
 from reasonguard.prompts import mode_of_prompt
 from serve.errors import EngineUnavailable, InvalidInput, ModelNotFound, PayloadTooLarge
-from serve.guard import MAX_ENGINE_FAILURES, GuardServer
+from serve.engine_runner import MAX_ENGINE_FAILURES
+from serve.guard import GuardServer
 from serve.schemas import ChatCompletionRequest, GuardBatchRequest, GuardRequest
 
 
@@ -237,7 +238,7 @@ def test_a_calibration_file_rescales_the_score_and_the_threshold_reads_it(engine
 
 def test_prompt_has_response_is_not_fooled_by_a_response_that_quotes_the_template():
     from reasonguard.prompts import GuardInput, render_guard_prompt
-    from serve.guard import prompt_has_response
+    from serve.chat import prompt_has_response
 
     assert prompt_has_response(render_guard_prompt(GuardInput("hi"), "no_think")) is False
     assert prompt_has_response(render_guard_prompt(GuardInput("hi", "hello"), "think")) is True
