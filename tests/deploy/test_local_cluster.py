@@ -65,6 +65,15 @@ def _run(cmd, env, timeout, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def stop_cluster(env: dict, temp_root: str) -> None:
+    """stop_local.sh, then check that no process of this cluster is left and remove its folders."""
+    stopped = _run(["bash", str(SCRIPTS / "stop_local.sh")], env, timeout=120)
+    left = _our_processes(temp_root)
+    shutil.rmtree(temp_root, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not left, f"processes of the local cluster left running: {left}"
+
+
 def _our_processes(temp_root: str) -> list[str]:
     """Live processes whose command line names the cluster's node folders (zombies are already gone)."""
     out = subprocess.run(["ps", "-e", "-o", "pid=,stat=,args="], capture_output=True, text=True).stdout
@@ -105,11 +114,7 @@ def cluster(tiny_model_dir):
         assert joined.returncode == 0, joined.stdout + joined.stderr
         yield SimpleNamespace(address=f"http://127.0.0.1:{dashboard}", env=env, temp_root=temp_root)
     finally:
-        stopped = _run(["bash", str(SCRIPTS / "stop_local.sh")], env, timeout=120)
-        left = _our_processes(temp_root)
-        shutil.rmtree(temp_root, ignore_errors=True)
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert not left, f"processes of the local cluster left running: {left}"
+        stop_cluster(env, temp_root)
 
 
 def _submit_cmd(cluster, *args: str) -> list[str]:

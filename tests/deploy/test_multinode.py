@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _free_ports, _our_processes, _run
+from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _free_ports, _run, stop_cluster
 
 pytestmark = [
     pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900),
@@ -131,11 +131,7 @@ def cluster(tiny_model_dir):
             assert joined.returncode == 0, joined.stdout + joined.stderr
         yield ns
     finally:
-        stopped = _run(["bash", str(SCRIPTS / "stop_local.sh")], env, timeout=120)
-        left = _our_processes(temp_root)
-        shutil.rmtree(temp_root, ignore_errors=True)
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert not left, f"processes of the local cluster left running: {left}"
+        stop_cluster(env, temp_root)
 
 
 @pytest.fixture(scope="module")
