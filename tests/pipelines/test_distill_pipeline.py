@@ -144,7 +144,11 @@ def test_interrupted_job_resumes_without_loss_or_repeat(ray_local, tmp_path, rep
     assert 0 < len(first) < limit, "the run must be cut off midway"
     assert not (out / "traces.parquet").exists()
 
-    run(config(out, TINY_HF, limit, max_tokens=16))
+    from jobs.common import load_stage_config  # the same configuration the killed job ran
+    from reasonguard.config.distill import DistillConfig
+
+    overrides = [arg for flag, arg in zip(job_command(out, limit), job_command(out, limit)[1:]) if flag == "--set"]
+    run(load_stage_config(DistillConfig, repo_root / "cluster/configs/distill_local.yaml", overrides))
     rows = read_parts(out / "parts")
     assert Counter(r["id"] for r in rows) == Counter(demo_ids(limit))  # nothing redone, nothing missing
     assert rows[: len(first)] == first  # the first run's parts are untouched
