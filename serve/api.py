@@ -171,7 +171,7 @@ def create_api(service: GuardService, metrics_source=None) -> FastAPI:
     add_guard_routes(app, service)
     if service.config.operations.playground:
         add_playground_route(app)
-    app.openapi = exact_openapi(app)  # type: ignore[method-assign]
+    app.openapi = exact_openapi(app, service.config)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=service.config.limits.max_body_bytes)
     return app
 
@@ -327,9 +327,25 @@ def add_playground_route(app: FastAPI) -> None:
         return HTMLResponse(html, headers=headers)
 
 
-def exact_openapi(app: FastAPI):
+def _server_limits(config) -> dict[str, dict[str, int]]:
+    """Request fields bounded by this server's configuration, not by the models: (schema, field) -> maximum."""
+    limits = config.limits
+    return {"GuardRequest": {"reasoning_budget": limits.max_reasoning_tokens},
+            "GuardBatchRequest": {"reasoning_budget": limits.max_reasoning_tokens},
+            "ChatCompletionRequest": {"n": limits.max_choices, "max_tokens": limits.max_completion_tokens,
+                                      "max_completion_tokens": limits.max_completion_tokens}}
+
+
+def _set_maximum(prop: dict, maximum: int) -> None:
+    for option in [prop, *prop.get("anyOf", [])]:
+        if option.get("type") == "integer":
+            option["maximum"] = min(option.get("maximum", maximum), maximum)
+
+
+def exact_openapi(app: FastAPI, config=None):
     """The OpenAPI document with the request models' own schemas (the routes read raw bodies, so
-    FastAPI cannot infer them): what clients and fuzzers generate requests from."""
+    FastAPI cannot infer them), bounded by this server's configured limits: what clients and fuzzers
+    generate requests from, and what the server takes."""
 
     def openapi() -> dict:
         if app.openapi_schema:
@@ -340,6 +356,12 @@ def exact_openapi(app: FastAPI):
             spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(spec.pop("$defs", {}))
             components[model.__name__] = spec
+        if config is not None:
+            for name, fields in _server_limits(config).items():
+                for field, maximum in fields.items():
+                    prop = components.get(name, {}).get("properties", {}).get(field)
+                    if prop is not None:
+                        _set_maximum(prop, maximum)
         app.openapi_schema = schema
         return schema
 

@@ -159,14 +159,14 @@ class GuardServer:
 
     def _guard_sampling(self, options: GuardOptions, mode: Mode) -> SamplingConfig:
         defaults, limits = self.config.guard, self.config.limits
+        budget = options.reasoning_budget
+        if budget is not None and budget > limits.max_reasoning_tokens:  # in any mode: the schema states the bound
+            raise InvalidInput(
+                f"reasoning_budget {budget} is above this server's limit of {limits.max_reasoning_tokens}", "reasoning_budget"
+            )
         if options.score_only:
             max_tokens = defaults.score_only_max_tokens
         elif mode == "think":
-            budget = options.reasoning_budget
-            if budget is not None and budget > limits.max_reasoning_tokens:
-                raise InvalidInput(
-                    f"reasoning_budget {budget} is above this server's limit of {limits.max_reasoning_tokens}", "reasoning_budget"
-                )
             max_tokens = budget + defaults.verdict_tokens if budget is not None else defaults.think_max_tokens
         else:
             max_tokens = defaults.no_think_max_tokens

@@ -15,6 +15,14 @@ from reasonguard.policy import MAX_CATEGORIES, MAX_CATEGORY_CHARS  # noqa: E402,
 from reasonguard.vocabulary import HarmValue, Mode, PolicySpec  # noqa: E402 - the guard vocabulary, declared once
 
 # Ceilings of the schema itself; ServeConfig.limits are checked after parsing and give 413.
+
+
+def _not_a_boolean(value):
+    """JSON's true/false are not integers (the schema says integer); 3.0 is (JSON Schema agrees)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not true or false")
+    return value
+
 HARD_MAX_TEXT = 1_000_000
 HARD_MAX_MESSAGES = 1_000
 HARD_MAX_ITEMS = 10_000
@@ -157,6 +165,8 @@ class GuardOptions(_Strict):
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature (default from the server).")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Sampling seed, for reproducible samples.")
     timeout_s: float | None = Field(None, gt=0, description="Deadline for this request (capped by the server's maximum).")
+
+    _integers_not_booleans = field_validator("reasoning_budget", "seed", mode="before")(_not_a_boolean)
 
 
 
@@ -346,6 +356,8 @@ class ChatCompletionRequest(BaseModel):
         None, max_length=HARD_MAX_TOOLS,
         description="Accepted and ignored: the guard never calls a tool (the answer is the guard's text).")
     user: str | None = Field(None, max_length=MAX_ID_CHARS)
+
+    _integers_not_booleans = field_validator("max_tokens", "max_completion_tokens", "n", "seed", mode="before")(_not_a_boolean)
 
     @field_validator("stream", "logprobs", "top_logprobs", mode="wrap")
     @classmethod

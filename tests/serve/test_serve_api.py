@@ -322,3 +322,19 @@ def test_metrics_route_serves_the_exporter_text_or_a_json_503(monkeypatch):
     down = TestClient(create_api(service, metrics_source=broken), raise_server_exceptions=False).get("/metrics")
     assert down.status_code == 503 and "exporter unreachable" in down.json()["error"]["message"]
     assert TestClient(create_api(service)).get("/metrics").status_code == 404  # not under Ray: no route
+
+
+def test_openapi_states_the_servers_configured_limits(monkeypatch):
+    """Fields bounded by the server's configuration carry that bound in the schema, so a schema-valid
+    request is never refused for it (the fuzzer found reasoning_budget above the limit)."""
+    c = client_for(monkeypatch=monkeypatch, limits__max_reasoning_tokens=512, limits__max_choices=3)
+    schemas = c.get("/openapi.json").json()["components"]["schemas"]
+
+    def maximum(schema: str, field: str) -> int:
+        prop = schemas[schema]["properties"][field]
+        return next(o["maximum"] for o in [prop, *prop.get("anyOf", [])] if o.get("type") == "integer")
+
+    assert maximum("GuardRequest", "reasoning_budget") == maximum("GuardBatchRequest", "reasoning_budget") == 512
+    assert maximum("ChatCompletionRequest", "n") == 3
+    over = c.post("/v1/guard", json={"prompt": "x", "mode": "think", "reasoning_budget": 513})
+    assert over.status_code == 422 and over.json()["error"]["param"] == "reasoning_budget"
