@@ -240,6 +240,12 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
     def auth(request: Request) -> None:
         service.authorize(request.headers.get("authorization"))
 
+    proxy = None
+    if service.config.moderation is not None:
+        from serve.moderation import ModeratingProxy
+
+        proxy = ModeratingProxy(service, service.config.moderation)
+
     @app.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
     async def models(request: Request):
         auth(request)
@@ -281,33 +287,11 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
     async def chat_completions(request: Request):
         auth(request)
         raw = await request.body()
-        if moderation is not None:
+        if proxy is not None:
             data = _json_object(raw)
-            if data.get("model") == moderation.upstream.model:
-                return await moderated(data)
+            if proxy.serves(data):
+                return await proxy.handle(data)
         return await service.chat_completion(_parse_chat_body(raw))
-
-    moderation = service.config.moderation
-    if moderation is not None:
-        from fastapi.responses import StreamingResponse
-
-        from serve.moderation import (Upstream, check_request, guard_conversation, moderated_completion,
-                                      moderated_stream, service_check)
-
-        upstream, check = Upstream(moderation), service_check(service, moderation)
-
-        async def moderated(data: dict):
-            """The moderating proxy (serve/moderation.py): the prompt is checked before anything streams, so
-            its errors (413, 422, 503) are ordinary JSON answers."""
-            check_request(data)
-            stream = data.get("stream", False)
-            if not isinstance(stream, bool):
-                raise InvalidInput("stream must be true or false", "stream")
-            verdict = await check(guard_conversation(data["messages"]), None) if moderation.check_prompt else None
-            if stream:
-                return StreamingResponse(moderated_stream(data, moderation, check, upstream, verdict),
-                                         media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-            return JSONResponse(await moderated_completion(data, moderation, check, upstream, verdict))
 
 
 PLAYGROUND_HTML = Path(__file__).with_name("playground.html")

@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from reasonguard.config.serve import ModerationSettings
 from serve.errors import GuardError, InvalidInput
@@ -142,6 +142,11 @@ class Upstream:
         return self._client
 
 
+def _cut(cid: str, created: int, model: str, verdict: Verdict, **counts) -> list[str]:
+    """The end of a stream the guard stopped: finish_reason content_filter with why, then [DONE]."""
+    return [_chunk(cid, created, model, {}, "content_filter", moderation=verdict.to_json(**counts)), "data: [DONE]\n\n"]
+
+
 def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **extra) -> str:
     payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
@@ -166,8 +171,8 @@ async def moderated_stream(body: dict, settings: ModerationSettings, check: Chec
     cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), settings.upstream.model
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     if prompt_verdict is not None and prompt_verdict.harmful:
-        yield _chunk(cid, created, model, {}, "content_filter", moderation=prompt_verdict.to_json(checked_tokens=0))
-        yield "data: [DONE]\n\n"
+        for line in _cut(cid, created, model, prompt_verdict, checked_tokens=0):
+            yield line
         return
     conversation = guard_conversation(body["messages"])
     mod = StreamModerator(settings.check_every_tokens, settings.check_at_sentence_end,
@@ -200,9 +205,8 @@ async def moderated_stream(body: dict, settings: ModerationSettings, check: Chec
                     if due:
                         verdict = await check(conversation, mod.text)
                         if verdict.harmful:
-                            yield _chunk(cid, created, model, {}, "content_filter",
-                                         moderation=verdict.to_json(checked_tokens=mod.tokens, checks=mod.checks + 1))
-                            yield "data: [DONE]\n\n"
+                            for line in _cut(cid, created, model, verdict, checked_tokens=mod.tokens, checks=mod.checks + 1):
+                                yield line
                             return  # leaving the `async with` closes the upstream request
                         released = mod.passed()
                         if released:
@@ -215,9 +219,8 @@ async def moderated_stream(body: dict, settings: ModerationSettings, check: Chec
     if mod.pending():
         verdict = await check(conversation, mod.text)
         if verdict.harmful:
-            yield _chunk(cid, created, model, {}, "content_filter",
-                         moderation=verdict.to_json(checked_tokens=mod.tokens, checks=mod.checks + 1))
-            yield "data: [DONE]\n\n"
+            for line in _cut(cid, created, model, verdict, checked_tokens=mod.tokens, checks=mod.checks + 1):
+                yield line
             return
         released = mod.passed()
         if released:
@@ -281,3 +284,30 @@ def service_check(service, settings: ModerationSettings) -> Check:
         return Verdict(bool(harmful), stage, result.prompt_harm, result.response_harm, result.score, reason)
 
     return check
+
+
+class ModeratingProxy:
+    """/v1/chat/completions for the upstream's model: the prompt is checked before anything streams, so
+    its errors (413, 422, 503) are ordinary JSON answers; then the streamed or whole answer."""
+
+    def __init__(self, service, settings: ModerationSettings) -> None:
+        self.settings = settings
+        self.upstream = Upstream(settings)
+        self.check = service_check(service, settings)
+
+    def serves(self, body: dict) -> bool:
+        return body.get("model") == self.settings.upstream.model
+
+    async def handle(self, body: dict):
+        from fastapi.responses import JSONResponse, StreamingResponse
+
+        check_request(body)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise InvalidInput("stream must be true or false", "stream")
+        verdict = await self.check(guard_conversation(body["messages"]), None) if self.settings.check_prompt else None
+        if stream:
+            return StreamingResponse(moderated_stream(body, self.settings, self.check, self.upstream, verdict),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return JSONResponse(await moderated_completion(body, self.settings, self.check, self.upstream, verdict))
+
