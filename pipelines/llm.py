@@ -61,12 +61,17 @@ def vllm_stage(
     concurrency: int = 1,
     gpus_per_replica: float = 0,
 ):
-    """A `ray.data.llm` vLLM processor; on CPU, engine actors take one CPU bundle and light stages.
+    """A `ray.data.llm` vLLM processor sized for its engine.
 
-    CPU-only settings follow RAY-NOTES: default stage CPUs (1 each) starve a 2-core machine, and
-    without a CPU placement bundle the engine actor waits for a GPU forever. Errors on one row
-    become an `__inference_error__` row instead of failing the whole job.
+    Each engine actor holds `ceil(max_num_seqs / batch_size)` batches at once, so the engine can fill
+    its scheduler (`batch_size x max_concurrent_batches >= max_num_seqs`). On CPU (RAY-NOTES):
+    engine actors take one CPU bundle (without it they wait for a GPU forever) and light stages; the
+    tokenize and detokenize stages are dropped, since vLLM tokenizes text prompts and returns
+    `generated_text` itself and on a few cores those extra actors only compete with the engine.
+    Errors on one row become an `__inference_error__` row instead of failing the whole job.
     """
+    import math
+
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     cpu = gpus_per_replica <= 0
@@ -74,12 +79,13 @@ def vllm_stage(
         model_source=model_path,
         engine_kwargs=engine_kwargs,
         batch_size=batch_size,
+        max_concurrent_batches=max(1, math.ceil(int(engine_kwargs.get("max_num_seqs") or 256) / batch_size)),
         concurrency=concurrency,
         should_continue_on_error=True,
         placement_group_config={"bundles": [{"CPU": 1}]} if cpu else None,
         chat_template_stage=CPU_STAGE if cpu else True,
-        tokenize_stage=CPU_STAGE if cpu else True,
-        detokenize_stage=CPU_STAGE if cpu else True,
+        tokenize_stage=not cpu,
+        detokenize_stage=not cpu,
     )
     light = {"num_cpus": 0.1} if cpu else None
     if cpu:
@@ -246,7 +252,10 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
     """
     import ray.data
 
-    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // pipeline.batch_size, 200)))
+    import math
+
+    # one block per engine batch, so rows reach the engine as soon as their block is templated
+    ds = ray.data.from_items(work, override_num_blocks=max(1, min(math.ceil(len(work) / pipeline.batch_size), 200)))
     if engine_config.kind == "vllm":
         from reasonguard.models import resolve_model
 

@@ -55,9 +55,8 @@ def run_predictions(
 ) -> Path:
     """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder.
     `constrained`: verdict-safe decoding; `calibration`: applied to P(harmful) (reasonguard.calibration)."""
-    from pipelines.llm import generate, write_stream
+    from pipelines.llm import write_stream
     from reasonguard.config.common import PipelineSettings
-    from reasonguard.models import resolve_model
 
     pipeline = pipeline or PipelineSettings()
 
@@ -67,17 +66,37 @@ def run_predictions(
     log.info("%d predictions to make (%d already done)", len(work), len(skip))
     if not work:
         return parts
-    model_id = engine_config.model
-    constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
-    vocab_source = resolve_model(engine_config.model) if constrained else None
-    if constrained:
-        sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source)
-    pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained, vocab_source=vocab_source)
-    post = partial(result_row, model_id=model_id, policy=policy, constrained=constrained, vocab_source=vocab_source,
-                   sampling_by_mode=sampling_by_mode, calibration=calibration)
-    write_stream(generate(work, engine_config, pre, post, pipeline), PartWriter(parts), post, "raw_output",
+    rows = PredictionStream(work, engine_config=engine_config, sampling_by_mode=sampling_by_mode, policy=policy,
+                            pipeline=pipeline, constrained=constrained, calibration=calibration)
+    write_stream(rows, PartWriter(parts), rows.post, "raw_output",
                  flush_every=pipeline.flush_every, total=len(work), desc="predict", columns=PREDICTION_COLUMNS)
     return parts
+
+
+class PredictionStream:
+    """Generated rows of `work` (expand_items rows) as they finish; `post` completes a row the vLLM
+    stage failed on (pipelines.llm.skipped_postprocess). Shared by run_predictions and the benchmarks."""
+
+    def __init__(self, work: list[dict], *, engine_config, sampling_by_mode: dict[str, SamplingConfig], policy=None,
+                 pipeline=None, constrained: bool = True, calibration=None) -> None:
+        from reasonguard.config.common import PipelineSettings
+        from reasonguard.models import resolve_model
+
+        self.work, self.engine_config, self.pipeline = work, engine_config, pipeline or PipelineSettings()
+        constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
+        vocab_source = resolve_model(engine_config.model) if constrained else None
+        if constrained:
+            sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source)
+        self.pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained,
+                           vocab_source=vocab_source)
+        self.post = partial(result_row, model_id=engine_config.model, policy=policy, constrained=constrained,
+                            vocab_source=vocab_source, sampling_by_mode=sampling_by_mode, calibration=calibration)
+
+    def __iter__(self):
+        from pipelines.llm import generate
+
+        return iter(generate(self.work, self.engine_config, self.pre, self.post, self.pipeline))
+
 
 
 # --- The stage body (jobs.predict is its command-line entry point) ---

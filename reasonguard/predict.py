@@ -261,7 +261,8 @@ def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=N
     return {**row, "messages": to_request(example, row["mode"], policy), "sampling_params": params}
 
 
-def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_tokens: int) -> dict:
+def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_tokens: int,
+                    example: GuardExample | None = None) -> dict:
     """{'verdict_scores', 'closed_by_budget'} of a generated row: computed by the engine actor
     (column `verdict_json`), or here from ray.data.llm's `generated_tokens` and `logprobs`."""
     import json
@@ -277,7 +278,7 @@ def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_
         return {}
     steps = [{int(k): float(v["logprob"] if isinstance(v, dict) else v) for k, v in (pos or {}).items()}
              for pos in (row.get("logprobs") or [])]
-    example = _example_of(row)
+    example = example or _example_of(row)
     return verdict_outcome(_vocabulary(vocab_source), verdict_spec(example, row["mode"]), max_tokens, list(tokens), steps or None)
 
 
@@ -293,9 +294,10 @@ def result_row(row: dict, model_id: str, policy=None, constrained: bool = False,
     error = row.get("__inference_error__") or None
     text = "" if error else (row.get("generated_text") or "")
     max_tokens = sampling_by_mode[row["mode"]].max_tokens if sampling_by_mode else 0
-    extra = {} if error else verdict_columns(row, vocab_source, constrained, max_tokens)
+    example = _example_of(row)  # parsed once per row
+    extra = {} if error else verdict_columns(row, vocab_source, constrained, max_tokens, example)
     out = prediction_row(
-        _example_of(row),
+        example,
         text,
         mode=row["mode"],
         sample_idx=int(row["sample_idx"]),

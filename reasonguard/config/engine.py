@@ -15,7 +15,8 @@ EngineKind = Literal["vllm", "transformers", "openai"]
 _FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "dtype": ("vllm", "transformers"),
     "seed": ("vllm",),
-    **{f: ("vllm",) for f in ("max_model_len", "tensor_parallel_size", "enforce_eager", "gpu_memory_utilization", "engine_kwargs")},
+    **{f: ("vllm",) for f in ("max_model_len", "tensor_parallel_size", "enforce_eager", "gpu_memory_utilization", "engine_kwargs",
+                              "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "block_size")},
     **{f: ("transformers",) for f in ("device", "batch_size")},
     **{f: ("openai",) for f in ("base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s")},
 }
@@ -48,6 +49,20 @@ class EngineConfig(StrictModel):
     )
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="vLLM: fraction of GPU memory for weights + KV cache (ignored on CPU)."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="vLLM: sequences scheduled at once (None = 256, pinned so that vllm.LLM, AsyncLLM and "
+        "ray.data.llm, whose own defaults differ, run the same scheduler)."
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="vLLM: tokens per engine step (None = 4096 on CPU, 8192 on a GPU; pinned like max_num_seqs)."
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="vLLM: reuse the KV cache of shared prompt prefixes (the policy and instructions every guard prompt starts with)."
+    )
+    block_size: int | None = Field(
+        None, ge=1, description="vLLM: tokens per KV cache block; only whole blocks are cached (None = 32 on CPU, where vLLM's "
+        "own 128 leaves most of the shared guard prefix uncached; vLLM's default on a GPU)."
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="vLLM: extra keyword arguments passed to vllm.LLM as they are."

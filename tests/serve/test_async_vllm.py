@@ -39,6 +39,9 @@ def test_async_engine_matches_the_batch_engine_and_serves_the_guard():
     engine = AsyncVLLMEngine(model, max_model_len=2048, model_id="tiny-guard")
     try:
         service = GuardService(GuardServer(engine, config, count_tokens=engine.count_tokens), config)
+        renders = []
+        template = engine.tokenizer.apply_chat_template
+        engine.tokenizer.apply_chat_template = lambda msgs, **k: renders.append(repr(msgs)) or template(msgs, **k)
         assert service.submit == service.server.generate_async  # no batcher: vLLM schedules per step
 
         async def main():
@@ -52,6 +55,8 @@ def test_async_engine_matches_the_batch_engine_and_serves_the_guard():
         got, singles, after = asyncio.run(main())
     finally:
         engine.close()
+    # each prompt is rendered once, for the context check and the engine alike
+    assert len(renders) >= len(PROMPTS) + 1 and len(set(renders)) == len(renders)
     numbers = {"score", "prompt_score", "response_score"}
     for a, b in zip(got.results, expected.results):
         assert a.model_dump(exclude=numbers) == b.model_dump(exclude=numbers)  # same text, verdicts, usage (prompt tokens)

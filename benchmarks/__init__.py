@@ -1,0 +1,1 @@
+"""Benchmark scripts and the harness (`python -m benchmarks.run`)."""
