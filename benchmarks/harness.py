@@ -31,8 +31,8 @@ class Process:
 
 @dataclass(frozen=True)
 class Goal:
-    """`metric` of `variant` against `baseline` (a ratio, or the value itself without a baseline)
-    must be >= `at_least` or <= `at_most`; `plus_s` compares a difference in seconds instead."""
+    """`metric` of `variant` against `baseline` (a ratio, a difference with `difference`, or the value
+    itself without a baseline) must be >= `at_least` and/or <= `at_most`; with neither it is only reported."""
 
     name: str
     variant: str
@@ -56,12 +56,22 @@ class Goal:
         return own / base if base else None
 
     def passed(self, value: float | None) -> bool | None:
-        if value is None or math.isnan(value):
+        if value is None or math.isnan(value) or (self.at_least is None and self.at_most is None):
             return None
         return (self.at_least is None or value >= self.at_least) and (self.at_most is None or value <= self.at_most)
 
+    def unit(self) -> str:
+        if self.difference:
+            return " ms" if "ms" in self.metric else (" s" if self.metric.endswith("_s") else "")
+        return "x" if self.baseline else ""
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return (f"{value:+.2f}" if self.difference else f"{value:.2f}") + self.unit()
+
     def target(self) -> str:
-        unit = " s" if self.difference else ("x" if self.baseline else "")
+        unit = self.unit()
         parts = ([f">= {self.at_least:g}{unit}"] if self.at_least is not None else []) + (
             [f"<= {self.at_most:g}{unit}"] if self.at_most is not None else [])
         return " and ".join(parts)
@@ -116,23 +126,25 @@ def latency_summary(latencies_s: Sequence[float]) -> dict:
             "max_ms": 1000 * max(latencies_s)}
 
 
-def completion_phases(start: float, finish_times: Sequence[float], trim: float = 0.1) -> dict:
-    """Time to the first result, the steady-state rate and the fill/drain split of one batch run.
+def completion_phases(start: float, finish_times: Sequence[float], work_start: float | None = None) -> dict:
+    """Phases of one batch run from the completion time of each item.
 
-    Steady state is the span between the completion of the first `trim` and the last `trim` share of
-    the items (so pipeline fill and drain are left out); its rate is items completed in that span
-    over its length. The same definition is applied to every path.
+    `start`: when the measured run began (cold for a pipeline: before Ray starts); `work_start`: when
+    the engine began on the first item (default `start`: a warm engine). Steady state is the span
+    from `work_start` to the last completion, so start-up is left out and everything the path does
+    per item (templating, moving rows, parsing) stays in; the same definition holds for every path.
+    A synchronous batch finishes its items in waves, so a rate between completion percentiles would
+    say nothing about it.
     """
     times = sorted(finish_times)
     n = len(times)
     if n == 0:
         return {"items": 0}
-    total = times[-1] - start
-    lo, hi = int(math.floor(trim * (n - 1))), int(math.ceil((1 - trim) * (n - 1)))
-    span = times[hi] - times[lo]
-    steady = (hi - lo) / span if span > 0 and hi > lo else (n / total if total > 0 else float("nan"))
-    return {"items": n, "ttfr_s": times[0] - start, "total_s": total, "fill_s": times[lo] - start, "steady_s": span,
-            "drain_s": times[-1] - times[hi], "steady_items_per_s": steady, "items_per_s": n / total if total > 0 else float("nan")}
+    work_start = start if work_start is None else work_start
+    total, steady = times[-1] - start, times[-1] - work_start
+    return {"items": n, "ttfr_s": times[0] - start, "total_s": total, "fill_s": times[0] - work_start,
+            "rest_s": times[-1] - times[0], "steady_s": steady,
+            "steady_items_per_s": n / steady if steady > 0 else float("nan"), "items_per_s": n / total if total > 0 else float("nan")}
 
 
 class CpuMeter:
@@ -299,10 +311,9 @@ def summary_markdown(suite: Suite, records: Sequence[dict], header: dict) -> str
             cells.append(fmt.format(med) if lo == hi else f"{fmt.format(med)} ({fmt.format(lo)}-{fmt.format(hi)})")
         lines.append(f"| {variant} | {reps} | " + " | ".join(cells) + " |")
     lines += ["", "## Goals", "", "| goal | measured | target | result |", "|---|---:|---|---|"]
-    for g in goal_lines(suite.goals, records):
-        value = "-" if g["value"] is None else (f"{g['value']:.2f}" + (" s" if "s above" in g["goal"] else ("x" if g["baseline"] else "")))
-        result = {True: "**pass**", False: "**missed**", None: "not measured"}[g["passed"]]
-        lines.append(f"| {g['goal']} | {value} | {g['target']} | {result} |")
+    for goal, g in zip(suite.goals, goal_lines(suite.goals, records)):
+        result = {True: "**pass**", False: "**missed**", None: "not measured" if g["value"] is None else "reported"}[g["passed"]]
+        lines.append(f"| {g['goal']} | {goal.format(g['value'])} | {g['target'] or '-'} | {result} |")
     if failed:
         lines += ["", "## Failed measurements", ""]
         lines += [f"- {r['variant']} (rep {r['rep']}): {str(r.get('error'))[:300]}" for r in failed]
@@ -360,12 +371,12 @@ def plots(records: Sequence[dict], out_dir: Path) -> list[Path]:
     if phased:
         fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(phased)))
         left = [0.0] * len(phased)
-        for phase, color in (("startup_s", "#999999"), ("fill_s", "#f0a030"), ("steady_s", "#3070c0"), ("drain_s", "#c04040")):
+        for phase, color in (("startup_s", "#999999"), ("fill_s", "#f0a030"), ("rest_s", "#3070c0")):
             widths = [meds[v].get(phase, 0.0) for v in phased]
             ax.barh(phased, widths, left=left, color=color, label=phase.removesuffix("_s"))
             left = [a + b for a, b in zip(left, widths)]
         ax.set_xlabel("seconds (median)")
-        ax.set_title("Phases: start-up, fill, steady state, drain")
+        ax.set_title("Phases: start-up, to the first result, to the last")
         ax.legend(fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         written.append(_save(fig, out_dir / "phases.png"))

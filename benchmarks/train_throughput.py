@@ -28,14 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def build_rows(n_rows: int) -> list[dict]:
-    """Demo items in both modes with short fixed traces, repeated (new keys) up to n_rows."""
+def build_rows(n_rows: int, policy=None) -> list[dict]:
+    """Demo items in both modes with short fixed traces, repeated (new keys) up to n_rows; `policy`
+    (a category list or free text) instead of the 22-category taxonomy makes shorter rows."""
     from reasonguard.datasets import load_demo
     from reasonguard.sft import SourceItem, build_sft_rows
 
     reasons = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
     items = [SourceItem(e, reasons[e.prompt_harm_label], "traces") for e in load_demo()]
-    base = build_sft_rows(items, mode="dual", duplicate=True, seed=0).rows
+    base = build_sft_rows(items, mode="dual", duplicate=True, seed=0, policy=policy).rows
     rows = []
     while len(rows) < n_rows:
         for r in base[: n_rows - len(rows)]:

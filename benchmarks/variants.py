@@ -37,7 +37,8 @@ class FinishTimes:
 
     times: list[float] = []
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, iterable=None, *args, **kwargs):
+        self.iterable = iterable  # vLLM also wraps its rendering loop in `use_tqdm`
         self.n = 0
         self.postfix = ""
         self.format_dict = {"elapsed": 1e-9}
@@ -46,6 +47,9 @@ class FinishTimes:
         now = time.perf_counter()
         FinishTimes.times += [now] * k
         self.n += k
+
+    def __iter__(self):
+        return iter(self.iterable or ())
 
     def refresh(self) -> None: ...
 
@@ -179,10 +183,10 @@ def pipeline(variants: Sequence[str], params: dict, rep: int) -> list[dict]:
             rows.append(row)
         end = time.perf_counter()
     ray.shutdown()
-    phases = completion_phases(start, times)
+    phases = completion_phases(start, times, work_start=times[0] - (first_llm_s or 0.0)) if times else {"items": 0}
     failed = sum(1 for r in rows if r.get("__inference_error__") or str(r.get("parse_error") or "").startswith("inference error"))
     tokens = {"prompt": sum(int(r.get("prompt_tokens") or 0) for r in rows), "output": sum(int(r.get("output_tokens") or 0) for r in rows)}
-    rec = {"variant": name, **phases, "startup_s": phases["ttfr_s"] - (first_llm_s or 0.0), "tokens": tokens, "failed_rows": failed,
+    rec = {"variant": name, **phases, "startup_s": phases.get("ttfr_s", 0.0) - (first_llm_s or 0.0), "tokens": tokens, "failed_rows": failed,
            "parsed_rate": sum(1 for r in rows if r.get("parsed_ok")) / max(1, len(rows)), "cpu_s": meter.cpu_s,
            "cpu_s_per_item": meter.cpu_s / len(rows) if meter.cpu_s and rows else None,
            "params": {"batch_size": settings.batch_size, "concurrency": settings.concurrency, "items": len(items)}}
@@ -376,7 +380,8 @@ def train(variants: Sequence[str], params: dict, rep: int) -> list[dict]:
     out_dir = Path(tempfile.mkdtemp(prefix="rg-bench-train-"))
     model = resolve_model(params.get("model", "smollm2"))
     global_batch = args.micro * args.accumulation * args.workers
-    sft_path = write_rows(build_rows(max(256, global_batch * (args.steps + 1) * 2)), str(out_dir / "sft.parquet"))
+    rows = build_rows(max(256, global_batch * (args.steps + 1) * 2), policy=params.get("policy"))
+    sft_path = write_rows(rows, str(out_dir / "sft.parquet"))
     params_n, _ = n_params(model)
     out = []
     for name in inner_order(variants, rep):
