@@ -86,14 +86,14 @@ class Suite:
 
 
 def schedule(processes: Sequence[Process], reps: int) -> list[tuple[int, int, Process]]:
-    """(rep, position, process) in run order: every process once per repetition, the order rotated
-    and reversed on alternate repetitions, so no process always runs first, last or after the same one."""
+    """(rep, position, process) in run order: every process once per repetition, the order reversed on
+    alternate repetitions and rotated by the repetition, so no process always runs first, last or
+    after the same one."""
     order: list[tuple[int, int, Process]] = []
     n = len(processes)
     for rep in range(reps):
-        rotated = [processes[(i + rep) % n] for i in range(n)]
-        if rep % 2:
-            rotated.reverse()
+        base = list(processes) if rep % 2 == 0 else list(reversed(processes))
+        rotated = [base[(i + rep) % n] for i in range(n)]
         order += [(rep, pos, p) for pos, p in enumerate(rotated)]
     return order
 
@@ -295,7 +295,7 @@ def summary_markdown(suite: Suite, records: Sequence[dict], header: dict) -> str
              f"GPU {header['machine']['gpu'] or 'none'}; Python {header['machine']['python']}; "
              + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".",
              f"Run {header['started']} to {header.get('finished', '?')}, {header['reps']} repetitions, processes interleaved "
-             "(order rotated, reversed on alternate repetitions), warm-up excluded; median (min-max) over repetitions.", ""]
+             "(order reversed on alternate repetitions and rotated), warm-up excluded; median (min-max) over repetitions.", ""]
     used = [c for c in SUMMARY_COLUMNS if any(c[0] in m for m in spread.values())]
     lines.append("| variant | reps | " + " | ".join(h for _, h, _ in used) + " |")
     lines.append("|---|---:|" + "---:|" * len(used))
