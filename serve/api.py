@@ -30,6 +30,8 @@ from serve.schemas import (
     GuardBatchResponse,
     GuardRequest,
     GuardResponse,
+    GuardStreamCheck,
+    GuardStreamRequest,
     ModelCard,
     ModelList,
 )
@@ -277,6 +279,21 @@ def add_guard_routes(app: FastAPI, service: GuardService) -> None:
         return await service.guard(body)
 
     @app.post(
+        "/v1/guard/stream",
+        response_model=GuardStreamCheck,
+        summary="Check a response while it streams from elsewhere: send the response so far; the answer says release, wait or cut.",
+        responses={k: _ERRORS[k] for k in (401, 413, 422, 503, 504)},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/GuardStreamRequest"}}}}},
+    )
+    async def guard_stream(request: Request):
+        from serve.moderation import check_pushed_stream
+
+        auth(request)
+        body = _validated(GuardStreamRequest, _json_object(await request.body()))
+        return await check_pushed_stream(service, body, service.config.moderation)
+
+    @app.post(
         "/v1/chat/completions",
         response_model=ChatCompletionResponse,
         summary="OpenAI-compatible chat completion: send the rendered guard prompt as the user message.",
@@ -316,6 +333,7 @@ def _server_limits(config) -> dict[str, dict[str, int]]:
     limits = config.limits
     return {"GuardRequest": {"reasoning_budget": limits.max_reasoning_tokens},
             "GuardBatchRequest": {"reasoning_budget": limits.max_reasoning_tokens},
+            "GuardStreamRequest": {"reasoning_budget": limits.max_reasoning_tokens},
             "ChatCompletionRequest": {"n": limits.max_choices, "max_tokens": limits.max_completion_tokens,
                                       "max_completion_tokens": limits.max_completion_tokens}}
 
@@ -336,7 +354,7 @@ def exact_openapi(app: FastAPI, config=None):
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (GuardRequest, GuardBatchRequest, ChatCompletionRequest):
+        for model in (GuardRequest, GuardBatchRequest, GuardStreamRequest, ChatCompletionRequest):
             spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(spec.pop("$defs", {}))
             components[model.__name__] = spec

@@ -102,6 +102,17 @@ def token_counter(config: ServeConfig):
     return hf_token_counter(resolve_model(config.engine.model))
 
 
+def with_serve_batching(service: GuardService) -> GuardService:
+    """With `batching.strategy: serve`, concurrent jobs of all requests share engine calls through
+    `@serve.batch` (the queue strategy is GuardService's own)."""
+    batching = service.config.batching
+    if batching.enabled and batching.strategy == "serve":
+        service.submit = serve.batch(
+            max_batch_size=batching.max_batch_size, batch_wait_timeout_s=batching.batch_wait_timeout_s
+        )(service.run_batch)
+    return service
+
+
 class GuardDeployment:
     """One model replica: an engine and the guard logic, called by the ingress through a handle."""
 
@@ -116,12 +127,7 @@ class GuardDeployment:
             server = GuardServer(engine, self.config, count_tokens=engine.count_tokens)
         else:
             server = GuardServer(build_engine(self.config.engine), self.config, count_tokens=token_counter(self.config))
-        self.service = GuardService(server, self.config, metrics=RayServeMetrics())
-        batching = self.config.batching
-        if batching.enabled and batching.strategy == "serve":
-            self.service.submit = serve.batch(
-                max_batch_size=batching.max_batch_size, batch_wait_timeout_s=batching.batch_wait_timeout_s
-            )(self.service.run_batch)
+        self.service = with_serve_batching(GuardService(server, self.config, metrics=RayServeMetrics()))
         await self._warm_up(server)
 
     async def _warm_up(self, server: GuardServer) -> None:

@@ -28,6 +28,7 @@ from serve.errors import GuardError, InvalidInput
 log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"[.!?。！？][\"')\]]*\s*$|\n\s*$")
+_TOKENISH = re.compile(r"\w+|[^\w\s]")
 _GUARD_ROLES = ("user", "assistant", "tool")
 
 
@@ -311,3 +312,51 @@ class ModeratingProxy:
                                      media_type="text/event-stream", headers={"Cache-Control": "no-store"})
         return JSONResponse(await moderated_completion(body, self.settings, self.check, self.upstream, verdict))
 
+
+
+# --- /v1/guard/stream: chunks pushed by the caller -------------------------------------------------
+
+
+def approx_tokens(text: str) -> int:
+    """Words and punctuation marks: close to a BPE tokenizer's count on English text, with no tokenizer
+    in the HTTP front (the ingress holds no model)."""
+    return len(_TOKENISH.findall(text))
+
+
+def stream_check_due(text: str, checked_chars: int, *, every_tokens: int, at_sentence_end: bool = True,
+                     min_gap: int = 8, final: bool = False) -> bool:
+    """Whether the response so far needs a check: new text of `every_tokens` tokens, a sentence end after
+    at least `min_gap`, or the end of the stream with anything unchecked."""
+    new = text[min(checked_chars, len(text)):]
+    if not new.strip():
+        return False
+    if final:
+        return True
+    n = approx_tokens(new)
+    return n >= every_tokens or (at_sentence_end and n >= min_gap and bool(_SENTENCE_END.search(text)))
+
+
+async def check_pushed_stream(service, request, settings: ModerationSettings | None):
+    """One /v1/guard/stream call: check the response so far when due (no_think by default), and say
+    what the caller may show. A missing verdict cuts (fail closed), as in the proxy."""
+    from serve.schemas import GuardRequest, GuardStreamCheck
+
+    text = request.response
+    start = min(request.checked_chars, len(text))
+    every = request.check_every_tokens or (settings.check_every_tokens if settings else 32)
+    due = stream_check_due(text, start, every_tokens=every, final=request.final,
+                           at_sentence_end=settings.check_at_sentence_end if settings else True,
+                           min_gap=min(every, settings.min_tokens_between_checks if settings else 8))
+    if not due:
+        return GuardStreamCheck(action="release" if start == len(text) and start else "wait", checked=False,
+                                checked_chars=start, release_chars=start)
+    options = request.model_dump(include={"policy", "reasoning_budget", "return_reasoning", "score_only", "threshold",
+                                          "temperature", "seed", "timeout_s"}, exclude_none=True)
+    mode = request.mode or (settings.mode if settings else "no_think")
+    result = await service.guard(GuardRequest(prompt=request.prompt, response=text, mode=mode, **options))
+    harmful = result.flagged if result.flagged is not None else True
+    if harmful:
+        reason = result.flag_reason or f"response judged {result.response_harm or 'unparsed'}"
+        return GuardStreamCheck(action="cut", checked=True, checked_chars=start, release_chars=start,
+                                finish_reason="content_filter", reason=reason, result=result)
+    return GuardStreamCheck(action="release", checked=True, checked_chars=len(text), release_chars=len(text), result=result)

@@ -198,6 +198,24 @@ class GuardRequest(Conversation, GuardOptions):
     model_config = ConfigDict(json_schema_extra=_single_request_schema)
 
 
+class GuardStreamRequest(GuardOptions):
+    """POST /v1/guard/stream: the response so far of a stream the caller reads from elsewhere; the guard
+    checks it when a check is due (every N new tokens, at sentence ends, at the end). Stateless: the
+    caller sends the whole response so far and the `checked_chars` of the previous answer."""
+
+    prompt: Text = Field(description="The user's prompt the streamed response answers.")
+    response: Text = Field(description="The response streamed so far: all of it, not only the newest part.")
+    checked_chars: int = Field(0, ge=0, description="Characters of `response` a previous check passed (that answer's "
+                               "`checked_chars`; 0 at the start). A value past the end counts as the whole response.")
+    final: bool = Field(False, description="The stream has ended: check whatever is not checked yet.")
+    check_every_tokens: int | None = Field(
+        None, ge=1, le=4096, description="Check once this many new tokens arrived (counted as words and punctuation "
+        "marks); default: the server's moderation setting, else 32.")
+
+    _integers_not_booleans = field_validator("reasoning_budget", "seed", "checked_chars", "check_every_tokens",
+                                             mode="before")(_not_a_boolean)
+
+
 class GuardBatchRequest(GuardOptions):
     """POST /v1/guard, batch form: many conversations sharing the options."""
 
@@ -249,6 +267,21 @@ class GuardResponse(GuardResult):
     mode: Mode
     policy: str = Field(description="'aegis2' for the default taxonomy, else 'custom' (a `policy`, or a system message).")
     latency_ms: float
+
+
+class GuardStreamCheck(BaseModel):
+    """What the caller of /v1/guard/stream does next."""
+
+    object: Literal["guard.stream_check"] = "guard.stream_check"
+    action: Literal["release", "wait", "cut"] = Field(
+        description="release: `response[:release_chars]` is checked and may be shown; wait: no check was due, keep "
+        "streaming (show nothing new if you hold text back until checked); cut: the response is harmful, stop the stream.")
+    checked: bool = Field(description="Whether the guard ran for this call.")
+    checked_chars: int = Field(description="Characters of the response passed so far: send it back with the next call.")
+    release_chars: int = Field(description="How much of the response may be shown (a cut keeps what earlier checks passed).")
+    finish_reason: Literal["content_filter"] | None = Field(None, description="'content_filter' when the stream is cut.")
+    reason: str | None = Field(None, description="Why the stream was cut.")
+    result: GuardResponse | None = Field(None, description="The guard's answer, when it ran.")
 
 
 class GuardBatchResponse(BaseModel):
