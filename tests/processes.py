@@ -19,13 +19,17 @@ def free_port() -> int:
 
 
 def serve_app(app, start_timeout_s: float = 60) -> tuple[str, object, threading.Thread]:
-    """(base URL, uvicorn server, thread) of `app` on a free loopback port; stop with
-    `server.should_exit = True; thread.join()`."""
+    """(base URL, uvicorn server, thread) of `app` on a loopback port; stop with
+    `server.should_exit = True; thread.join()`. The socket is bound here and handed to the server, so no
+    other process can take the port between choosing and binding it."""
     import uvicorn
 
-    port = free_port()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s
     while not server.started:

@@ -186,3 +186,51 @@ def test_http_teacher_against_real_vllm_serve(ray_local, vllm_server, tmp_path):
     rejected = read_parts(out / "rejected.parquet")
     assert all(r["teacher_model"] == "tiny" and r["teacher_output_tokens"] > 0 for r in rejected)
     assert all(r["reasoning_tokens"] is None for r in rejected)  # no local tokenizer for an HTTP teacher
+
+
+def test_http_teacher_failing_mid_run_counts_its_failures_and_a_resume_completes_them(ray_local, tmp_path):
+    """An OpenAI-compatible teacher that answers three requests and then only 503s: each later item is
+    tried twice (one retry), becomes a counted inference error, and nothing is lost; once the teacher is
+    back, a re-run asks for exactly those items again and completes the run."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from jobs.distill import run
+    from processes import serve_app
+
+    state = {"answers_left": 3, "requests": 0, "refused": 0}
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        await request.json()
+        state["requests"] += 1
+        if state["answers_left"] <= 0:
+            state["refused"] += 1
+            return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=503)
+        state["answers_left"] -= 1
+        text = "The request is judged against the policy.\nPrompt harm: harmful\nResponse harm: None"
+        return {"id": "t", "object": "chat.completion", "created": 0, "model": "teacher",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 12, "total_tokens": 112}}
+
+    url, server, thread = serve_app(app)
+    try:
+        out, limit = tmp_path / "run", 8
+        engine = {"kind": "openai", "base_url": url, "model": "teacher", "max_concurrency": 1, "timeout_s": 30,
+                  "max_retries": 1, "backoff_base_s": 0}
+        run(config(out, engine, limit, pipeline={"batch_size": 1}))
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["total"] == limit and stats["dropped"]["inference_error"] == limit - 3
+        assert state["refused"] == 2 * (limit - 3)  # the first attempt and one retry per failed item
+        records = read_parts(out / "parts")
+        failed = {r["id"] for r in records if r["drop_reason"] == "inference_error"}
+        assert len(failed) == limit - 3 and Counter(r["id"] for r in records) == Counter(demo_ids(limit))
+
+        state["answers_left"], asked_before = 10**6, state["requests"]
+        run(config(out, engine, limit, pipeline={"batch_size": 1}))
+        assert state["requests"] - asked_before == limit - 3  # only the failed items are asked again
+        assert_outputs_complete(out, demo_ids(limit))
+    finally:
+        server.should_exit = True
+        thread.join(10)
