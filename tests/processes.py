@@ -38,14 +38,15 @@ def serve_app(app, start_timeout_s: float = 60) -> tuple[str, object, threading.
     return f"http://127.0.0.1:{port}", server, thread
 
 
-def kill_after_first_part(command: list[str], parts: Path, log_path: Path, cwd, timeout_s: float = 300) -> None:
+def kill_after_first_part(command: list[str], parts: Path, log_path: Path, cwd, timeout_s: float = 300,
+                          parts_needed: int = 1) -> None:
     """Run `command` in its own process group and SIGKILL the whole group (its own Ray included) as
-    soon as a `part-*.parquet` appears in `parts`."""
+    soon as `parts_needed` `part-*.parquet` files are in `parts`."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
-        while not list(parts.glob("part-*.parquet")):
+        while len(list(parts.glob("part-*.parquet"))) < parts_needed:
             assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "no part written in time"
             time.sleep(0.1)

@@ -144,3 +144,43 @@ def test_shorten_with_vllm_through_ray_data_llm(ray_local, tmp_path):
     out = run(shorten_config(tmp_path, tmp_path / "out", {"kind": "vllm", "model": "tiny", "max_model_len": 1024}))
     stats = check_outputs(out, traces)
     assert stats["budgets"]["1"]["methods"]["original"] == 1
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_killed_job_resumes_without_loss_or_repeat(tmp_path, repo_root):
+    """SIGKILL `python -m jobs.shorten` (its process group, its own Ray included) once it has written a
+    part of rewrites (the first part holds the traces already within budget), then run it again: every
+    (trace, budget) exactly once in the parts, the killed run's rows kept as written."""
+    import sys
+
+    import yaml
+    from processes import kill_after_first_part
+
+    from jobs.shorten import run
+    from reasonguard.io import read_parts
+
+    traces = make_traces(tmp_path, 8)
+    cfg = shorten_config(tmp_path, tmp_path / "out", {"kind": "transformers", "model": "tiny", "device": "cpu"})
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"batch_size": 2, "flush_every": 2})})
+    path = tmp_path / "shorten.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True)))
+    parts = tmp_path / "out" / "parts"
+    kill_after_first_part([sys.executable, "-m", "jobs.shorten", "--config", str(path)], parts, tmp_path / "first.log",
+                          repo_root, parts_needed=2)
+    first = read_parts(parts)
+    total = len(traces) * 2
+    assert 0 < len(first) < total and any(r["method"] != "original" for r in first), "cut off midway through the rewrites"
+    assert not (tmp_path / "out" / "traces_budget_1.parquet").exists()
+
+    import ray
+
+    try:
+        run(cfg)
+    finally:
+        ray.shutdown()
+    rows = read_parts(parts)
+    counts = Counter((r["id"], r["budget"]) for r in rows)
+    assert len(counts) == total and set(counts.values()) == {1}  # nothing missing, nothing twice
+    assert rows[: len(first)] == first
+    check_outputs(tmp_path / "out", traces)
