@@ -46,7 +46,11 @@ def run_suite(suite: Suite, reps: int, out_dir: Path, *, model: str | None = Non
         processes = [dataclasses.replace(p, params={**p.params, "model": model}) for p in processes]
     header = {"suite": suite.name, "reps": reps, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
               "versions": versions(), "model": model, "processes": [dataclasses.asdict(p) for p in processes]}
-    (out_dir / "run.json").write_text(json.dumps(header, indent=2))
+    earlier = out_dir / "run.json"
+    if earlier.exists() and results.exists():  # more measurements into the same folder: one summary of all
+        first = json.loads(earlier.read_text())
+        header = {**first, "more": [*first.get("more", []), {k: header[k] for k in ("reps", "started", "processes")}]}
+    earlier.write_text(json.dumps(header, indent=2))
     plan = schedule(processes, reps)
     for i, (rep, position, process) in enumerate(plan):
         label = f"[{i + 1}/{len(plan)}] rep {rep} {process.kind} {','.join(process.variants)}"

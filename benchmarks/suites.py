@@ -20,7 +20,7 @@ CPU = Suite(
         "~330 of them shared by every item), demo items cycled to 256 (each cycle marks its prompts, so no two are equal). "
         "vLLM paths run with the same pinned engine settings (max_num_seqs 256, max_num_batched_tokens 4096, prefix caching "
         "on, block size 32). Training: SmolLM2-135M full fine-tune, fp32, ~300-token rows (a three-category policy), global "
-        "batch 4, 20 timed steps after one warm-up step; Ray Train runs 2 workers of 1 CPU with DeepSpeed ZeRO-2 over gloo."
+        "batch 4, 20 timed steps after one warm-up step; Ray Train runs 2 workers of 1 CPU with DeepSpeed ZeRO-2 (and ZeRO-1) over gloo."
     ),
     processes=(
         Process("vllm_offline", ("offline.no_think", "offline.no_think_free", "offline.score", "offline.prefill", "offline.fixed32"),
@@ -32,6 +32,7 @@ CPU = Suite(
         Process("serve_http", ("serve@c1", "serve@c8"), {"requests_per_c": SERVE_REQUESTS}),
         Process("train", ("train.plain",), TRAIN_CPU),
         Process("train", ("train.ray_ds",), {**TRAIN_CPU, "ray_cpus": 2}),
+        Process("train", ("train.ray_ds_z1",), {**TRAIN_CPU, "ray_cpus": 2, "zero_stage": 1}),
     ),
     goals=(
         Goal("pipeline steady-state throughput vs offline vLLM (256 items)", "pipeline.no_think", "steady_items_per_s",
@@ -45,6 +46,8 @@ CPU = Suite(
         Goal("Serve p50 vs in-process AsyncLLM at concurrency 1", "serve@c1", "latency.p50_ms", "asyncllm@c1", at_most=1.1),
         Goal("Serve throughput vs in-process AsyncLLM at concurrency 8", "serve@c8", "requests_per_s", "asyncllm@c8", at_least=0.8),
         Goal("Ray Train + DeepSpeed vs plain torch loop (tokens/s)", "train.ray_ds", "tokens_per_s", "train.plain", at_least=0.95),
+        Goal("Ray Train + DeepSpeed ZeRO-1 vs plain torch loop (tokens/s)", "train.ray_ds_z1", "tokens_per_s", "train.plain",
+             at_least=0.95),
         Goal("CPU cost of one request through Serve (machine CPU ms, Serve minus in-process, concurrency 1)", "serve@c1",
              "cpu_ms_per_request", "asyncllm@c1", difference=True),
         Goal("Serve CPU ms per request minus in-process at concurrency 8", "serve@c8", "cpu_ms_per_request", "asyncllm@c8",
@@ -68,7 +71,7 @@ GPU = Suite(
         Process("pipeline", ("pipeline.x2",), {"items": 10000, "batch_size": 64, "gpus_per_replica": 1, "concurrency": 2}, timeout_s=3600),
         Process("transformers_loop", ("hf.fixed32",), {"items": 64, "fixed": 32}),
         Process("asyncllm", ("asyncllm@c1", "asyncllm@c8", "asyncllm@c32"), {"requests_per_c": {"1": 128, "8": 512, "32": 1024}}),
-        Process("serve_http", ("serve@c1", "serve@c8", "serve@c32"), {"requests_per_c": {"1": 128, "8": 512, "32": 1024}}),
+        Process("serve_http", ("serve@c1", "serve@c8", "serve@c32"), {"requests_per_c": {"1": 128, "8": 512, "32": 1024}, "gpus": 1}),
         Process("train", ("train.plain",), {"steps": 51, "seq": 2048, "micro": 8, "accumulation": 1, "workers": 1, "gpu": True,
                                             "packing": True, "peak_tflops": 989}, timeout_s=3600),
         Process("train", ("train.ray_ds",), {"steps": 51, "seq": 2048, "micro": 8, "accumulation": 1, "workers": 1, "gpu": True,

@@ -81,6 +81,8 @@ def variant_config(name: str, args, sft_path: str, model: str, out: Path) -> dic
         "scaling": {"num_workers": args.workers, "use_gpu": args.gpu, "cpus_per_worker": 1},
         "ray": {"num_cpus": args.ray_cpus},
     }
+    if getattr(args, "zero_stage", None) is not None:
+        cfg["deepspeed"] = {"zero_stage": args.zero_stage}
     if name == "plain":
         # One process holds the whole global batch: accumulation x workers steps of `micro`.
         cfg.update(launcher="local", deepspeed={"enabled": False}, scaling={**cfg["scaling"], "num_workers": 1})

@@ -209,14 +209,17 @@ def transformers_loop(variants: Sequence[str], params: dict, rep: int) -> list[d
     model_path = resolve_model(params.get("model", "smollm2"))
     fixed = params.get("fixed", 32)
     torch.set_num_threads(os.cpu_count() or 1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     with CpuMeter() as meter:
         start = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
         startup = time.perf_counter() - start
 
     def one(ex) -> tuple[int, int]:
         ids = tokenizer.apply_chat_template(to_request(ex, "no_think"), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = {k: v.to(device) for k, v in ids.items()}
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=fixed, min_new_tokens=fixed, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
@@ -343,7 +346,7 @@ def serve_http(variants: Sequence[str], params: dict, rep: int) -> list[dict]:
     t0 = time.perf_counter()
     ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False)
     try:
-        url = start_serve(_guard_config(model, port=_free_port()))
+        url = start_serve(_guard_config(model, port=_free_port(), gpus=params.get("gpus", 0)))
         startup = time.perf_counter() - t0
         client = httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=80, max_keepalive_connections=80))
 
@@ -376,7 +379,7 @@ def train(variants: Sequence[str], params: dict, rep: int) -> list[dict]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = argparse.Namespace(steps=params.get("steps", 21), micro=params.get("micro", 1), accumulation=params.get("accumulation", 1),
                               workers=params.get("workers", 2), seq=params.get("seq", 256), packing=params.get("packing", False),
-                              gpu=params.get("gpu", False), ray_cpus=params.get("ray_cpus"))
+                              gpu=params.get("gpu", False), ray_cpus=params.get("ray_cpus"), zero_stage=params.get("zero_stage"))
     out_dir = Path(tempfile.mkdtemp(prefix="rg-bench-train-"))
     model = resolve_model(params.get("model", "smollm2"))
     global_batch = args.micro * args.accumulation * args.workers
