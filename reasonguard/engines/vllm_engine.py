@@ -209,10 +209,9 @@ class VLLMEngine:
         return SamplingParams(**fields)
 
     def generate(self, requests: Sequence[Messages], sampling: SamplingConfig,
-                 verdicts: Sequence[VerdictSpec | None] | None = None, progress: Any = False) -> list[RequestOutput]:
+                 verdicts: Sequence[VerdictSpec | None] | None = None) -> list[RequestOutput]:
         """One RequestOutput per request. `latency_s` is the wall time of the whole batch (vLLM
-        schedules the batch together, so per-request time is not separable without its stats).
-        `progress`: vLLM's `use_tqdm` (True, or a tqdm-like class told of each finished request)."""
+        schedules the batch together, so per-request time is not separable without its stats)."""
         if not requests:
             return []
         specs = list(verdicts) if verdicts is not None else [None] * len(requests)
@@ -220,7 +219,7 @@ class VLLMEngine:
             raise ValueError(f"{len(specs)} verdict specs for {len(requests)} requests")
         params = [self.sampling_params(sampling, spec) for spec in specs]
         start = time.perf_counter()
-        outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=progress)
+        outs = self._llm.chat([list(r) for r in requests], params, use_tqdm=False)
         latency = time.perf_counter() - start
         results = []
         for out, spec in zip(outs, specs, strict=True):
