@@ -250,9 +250,9 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
     an actor pool over the reasonguard engine. A row the vLLM stage failed on comes back without
     postprocess (ray.data.llm skips it), marked by `__inference_error__`: the caller handles it.
     """
-    import ray.data
-
     import math
+
+    import ray.data
 
     # one block per engine batch, so rows reach the engine as soon as their block is templated
     ds = ray.data.from_items(work, override_num_blocks=max(1, min(math.ceil(len(work) / pipeline.batch_size), 200)))
