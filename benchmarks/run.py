@@ -69,7 +69,13 @@ def run_suite(suite: Suite, reps: int, out_dir: Path, *, model: str | None = Non
                       flush=True)
     header["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (out_dir / "run.json").write_text(json.dumps(header, indent=2))
-    records = read_records(results)
+    return summarize(suite, out_dir)
+
+
+def summarize(suite: Suite, out_dir: Path) -> list[dict]:
+    """summary.md and the plots of the records in `out_dir` (also after the fact, with new goals or wording)."""
+    records = read_records(out_dir / "results.jsonl")
+    header = json.loads((out_dir / "run.json").read_text())
     (out_dir / "summary.md").write_text(summary_markdown(suite, records, header))
     for path in plots(records, out_dir):
         print(f"plot: {path}")
@@ -128,6 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="the guard model for every process (alias, path or hub id)")
     parser.add_argument("--only", nargs="+", default=None, help="run only the processes holding these variants")
     parser.add_argument("--update-docs", default=None, metavar="MD", help="replace this suite's section of MD with the summary")
+    parser.add_argument("--summarize-only", action="store_true", help="measure nothing: rewrite summary.md and plots of --out")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -145,7 +152,12 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown variants {unknown}; suite {suite.name} has {sorted(known)}")
     out = Path(args.out or f"outputs/benchmarks/{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_suite(suite, args.reps, out, model=args.model, only=args.only)
+    if args.summarize_only:
+        if not (out / "results.jsonl").exists():
+            parser.error(f"--summarize-only: no results.jsonl in {out}")
+        summarize(suite, out)
+    else:
+        run_suite(suite, args.reps, out, model=args.model, only=args.only)
     summary = (out / "summary.md").read_text()
     print("\n" + summary)
     if args.update_docs:

