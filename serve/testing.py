@@ -92,8 +92,9 @@ def build_tiny_guard(target: Path | None = None, steps: int = 300, batch_size: i
 
 def autoscaling_demo_config(model_dir: str, http_port: int, metrics_port: int, upscale_delay_s: float = 2,
                             downscale_delay_s: float = 6):
-    """A 1..2-replica guard on the transformers engine with short autoscaler delays: what the autoscaling
-    test and benchmarks/serve_autoscaling.py run (production values: cluster/configs/serve_gpu.yaml)."""
+    """A 1..2-replica guard on the transformers engine with short autoscaler delays, batching through
+    `@serve.batch`: what the autoscaling test and benchmarks/serve_autoscaling.py run (production values:
+    cluster/configs/serve_gpu.yaml)."""
     from reasonguard.config.serve import ServeConfig
 
     return ServeConfig.model_validate({
@@ -105,7 +106,7 @@ def autoscaling_demo_config(model_dir: str, http_port: int, metrics_port: int, u
         "replica": {"num_cpus": 0.5, "max_ongoing_requests": 8, "health_check_period_s": 2,
                     "graceful_shutdown_timeout_s": 2},
         "ingress": {"num_replicas": 1, "num_cpus": 0.1},
-        "batching": {"enabled": True, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
+        "batching": {"enabled": True, "strategy": "serve", "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
         "guard": {"temperature": 0.0},
         "http": {"host": "127.0.0.1", "port": http_port},
         "operations": {"metrics_export_port": metrics_port, "dashboard": False},

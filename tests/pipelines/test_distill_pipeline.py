@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fastapi import Request  # module level: FastAPI resolves the handler's (string) annotation from the module
 
 from reasonguard.config.distill import DistillConfig
 from reasonguard.datasets import load_dataset
@@ -192,7 +193,7 @@ def test_http_teacher_failing_mid_run_counts_its_failures_and_a_resume_completes
     """An OpenAI-compatible teacher that answers three requests and then only 503s: each later item is
     tried twice (one retry), becomes a counted inference error, and nothing is lost; once the teacher is
     back, a re-run asks for exactly those items again and completes the run."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from jobs.distill import run
@@ -221,7 +222,8 @@ def test_http_teacher_failing_mid_run_counts_its_failures_and_a_resume_completes
                   "max_retries": 1, "backoff_base_s": 0}
         run(config(out, engine, limit, pipeline={"batch_size": 1}))
         stats = json.loads((out / "stats.json").read_text())
-        assert stats["total"] == limit and stats["dropped"]["inference_error"] == limit - 3
+        errors = {r.get("drop_detail") for r in read_parts(out / "parts") if r["drop_reason"] == "inference_error"}
+        assert stats["total"] == limit and stats["dropped"]["inference_error"] == limit - 3, (state, errors)
         assert state["refused"] == 2 * (limit - 3)  # the first attempt and one retry per failed item
         records = read_parts(out / "parts")
         failed = {r["id"] for r in records if r["drop_reason"] == "inference_error"}

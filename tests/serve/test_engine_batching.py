@@ -1,12 +1,14 @@
 """Serve's synchronous engine mode against a real engine (transformers, the tiny format-trained guard):
-concurrent guard requests share engine calls through `@serve.batch` or the queue batcher, and every
-request gets its own correct answer."""
+concurrent guard requests share engine calls through the queue batcher, and every request gets its own
+correct answer. `@serve.batch` works only inside a Serve replica: the autoscaling test runs it there
+(tests/serve/test_serve_autoscaling.py, the demo config's strategy) and checks the batch-size metric."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from conftest import make_config
 
 pytestmark = pytest.mark.slow
 
@@ -35,23 +37,21 @@ def tiny_guard_engine():
     return model, build_engine({"kind": "transformers", "model": model, "device": "cpu", "batch_size": 8})
 
 
-@pytest.mark.parametrize("strategy", ["serve", "queue"])
-def test_concurrent_requests_share_engine_calls_and_get_their_own_answers(tiny_guard_engine, strategy):
-    from serve.app import with_serve_batching
+def test_concurrent_requests_share_engine_calls_and_get_their_own_answers(tiny_guard_engine):
     from serve.guard import GuardServer
     from serve.schemas import GuardRequest
     from serve.service import GuardService
 
-    from .conftest import make_config
+
 
     model, engine = tiny_guard_engine
     config = make_config(engine={"kind": "transformers", "model": model, "device": "cpu"}, engine_mode="batch",
-                         batching={"enabled": True, "strategy": strategy, "max_batch_size": 8, "batch_wait_timeout_s": 0.2},
+                         batching={"enabled": True, "strategy": "queue", "max_batch_size": 8, "batch_wait_timeout_s": 0.2},
                          guard={"temperature": 0.0}, auth={"token_env": None})
     server = GuardServer(engine, config)
     expected = [server.guard(GuardRequest(prompt=p, mode="no_think")) for p in PROMPTS]  # one at a time
     metrics = BatchSizes()
-    service = with_serve_batching(GuardService(server, config, metrics=metrics))
+    service = GuardService(server, config, metrics=metrics)
 
     async def main():
         return await asyncio.gather(*(service.guard(GuardRequest(prompt=p, mode="no_think")) for p in PROMPTS))

@@ -64,6 +64,24 @@ def load_until(url: str, stop: threading.Event, concurrency: int, results: list)
     asyncio.run(main())
 
 
+def engine_calls_with_more_than_one(url: str) -> float:
+    """From the app's Prometheus text: engine calls (batches) of more than one conversation."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    count = single = 0.0
+    for line in text.splitlines():
+        if line.startswith("ray_reasonguard_engine_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ray_reasonguard_engine_batch_size_bucket"):
+            le = re.search(r'le="([^"]+)"', line)
+            if le and le.group(1) != "+Inf" and float(le.group(1)) == 1.0:
+                single += float(line.rsplit(" ", 1)[1])
+    return count - single
+
+
 def test_guard_scales_up_under_load_and_back_down():
     import ray
     from ray import serve
@@ -94,6 +112,13 @@ def test_guard_scales_up_under_load_and_back_down():
         while time.monotonic() < deadline and running_replicas() > 1:
             time.sleep(1)
         assert running_replicas() == 1, "did not scale back down after the load stopped"
+        # The replicas batched through @serve.batch (the demo config's strategy): some engine calls held
+        # several requests' conversations (Ray exports the histogram every few seconds).
+        batched, deadline = None, time.monotonic() + 60
+        while time.monotonic() < deadline and not batched:
+            batched = engine_calls_with_more_than_one(url)
+            time.sleep(2)
+        assert batched, "no engine call held more than one conversation"
     finally:
         serve.shutdown()
         ray.shutdown()
