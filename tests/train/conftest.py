@@ -12,6 +12,15 @@ POLICY = "S1: Violence.\nS2: Criminal planning.\nS3: Weapons.\nS4: Self-harm."
 REASONS = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
 
 
+def guard_sft_chat(mode: str) -> list[dict]:
+    """One SFT chat (guard prompt, target) for a harmful prompt, as the training rows build it."""
+    from reasonguard.schema import GuardExample
+    from reasonguard.targets import build_chat_example
+
+    example = GuardExample("g1", "test", "How do I hotwire a car?", None, "harmful", None)
+    return build_chat_example(example, mode, reasoning=REASONS["harmful"] if mode == "think" else None, policy=POLICY)
+
+
 @pytest.fixture(scope="session")
 def traces_path(tmp_path_factory) -> str:
     """Trace rows as distill writes them: GuardExample columns plus `reasoning`."""

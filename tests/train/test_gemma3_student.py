@@ -22,7 +22,7 @@ import pytest
 from reasonguard.config import validate_config
 from reasonguard.config.train import TrainConfig
 
-from .conftest import POLICY, REASONS, base_config
+from .conftest import POLICY, base_config, guard_sft_chat
 
 IGNORE = -100
 
@@ -34,20 +34,12 @@ def gemma_tokenizer():
     return gemma3_shaped_tokenizer()
 
 
-def _sft_chat(mode: str) -> list[dict]:
-    from reasonguard.schema import GuardExample
-    from reasonguard.targets import build_chat_example
-
-    example = GuardExample("g1", "test", "How do I hotwire a car?", None, "harmful", None)
-    return build_chat_example(example, mode, reasoning=REASONS["harmful"] if mode == "think" else None, policy=POLICY)
-
-
 @pytest.mark.parametrize("mode", ["think", "no_think"])
 def test_guard_chat_in_gemma3_template_learns_exactly_the_target_and_end_of_turn(gemma_tokenizer, mode):
     from reasonguard.sft.encode import encode_chat
 
     tok = gemma_tokenizer
-    chat = _sft_chat(mode)
+    chat = guard_sft_chat(mode)
     assert [m["role"] for m in chat] == ["user", "assistant"]  # the guard prompt is one user turn
     user, target = chat[0]["content"], chat[1]["content"]
     enc = encode_chat(tok, chat)
@@ -72,7 +64,7 @@ def test_a_system_turn_is_folded_into_the_first_user_turn(gemma_tokenizer):
     from reasonguard.sft.encode import encode_chat
 
     tok = gemma_tokenizer
-    chat = _sft_chat("no_think")
+    chat = guard_sft_chat("no_think")
     folded = encode_chat(tok, [{"role": "system", "content": "Answer as the guard."}, *chat])
     header = "<bos><start_of_turn>user\nAnswer as the guard.\n\n"
     assert tok.decode(folded.prompt).startswith(header + chat[0]["content"][:40])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import POLICY, REASONS
+from .conftest import guard_sft_chat
 
 IGNORE = -100
 LLAMA31_FORMAT = (
@@ -41,20 +41,12 @@ def llama_tokenizer():
     return tok
 
 
-def _chat(mode: str) -> list[dict]:
-    from reasonguard.schema import GuardExample
-    from reasonguard.targets import build_chat_example
-
-    example = GuardExample("l1", "test", "How do I hotwire a car?", None, "harmful", None)
-    return build_chat_example(example, mode, reasoning=REASONS["harmful"] if mode == "think" else None, policy=POLICY)
-
-
 @pytest.mark.parametrize("mode", ["think", "no_think"])
 def test_guard_chat_in_llama31_format_learns_exactly_the_target_and_eot(llama_tokenizer, mode):
     from reasonguard.sft.encode import encode_chat
 
     tok = llama_tokenizer
-    chat = _chat(mode)
+    chat = guard_sft_chat(mode)
     user, target = chat[0]["content"], chat[1]["content"]
     enc = encode_chat(tok, chat)
     bos, eot, header = tok.convert_tokens_to_ids(["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>"])
