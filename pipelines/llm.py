@@ -64,10 +64,12 @@ def vllm_stage(
     """A `ray.data.llm` vLLM processor sized for its engine.
 
     Each engine actor holds `ceil(max_num_seqs / batch_size)` batches at once, so the engine can fill
-    its scheduler (`batch_size x max_concurrent_batches >= max_num_seqs`). On CPU (RAY-NOTES):
-    engine actors take one CPU bundle (without it they wait for a GPU forever) and light stages; the
-    tokenize and detokenize stages are dropped, since vLLM tokenizes text prompts and returns
-    `generated_text` itself and on a few cores those extra actors only compete with the engine.
+    its scheduler (`batch_size x max_concurrent_batches >= max_num_seqs`). ray.data.llm's detokenize
+    stage is dropped everywhere: vLLM returns `generated_text` itself, so it only decoded the tokens a
+    second time. On CPU (RAY-NOTES): engine actors take one CPU bundle (without it they wait for a GPU
+    forever) and light stages, and the tokenize stage is dropped too (vLLM tokenizes text prompts; on a
+    few cores that extra actor only competes with the engine; on a GPU node it keeps tokenizing off
+    the engine's process).
     Errors on one row become an `__inference_error__` row instead of failing the whole job.
     """
     import math
@@ -85,7 +87,7 @@ def vllm_stage(
         placement_group_config={"bundles": [{"CPU": 1}]} if cpu else None,
         chat_template_stage=CPU_STAGE if cpu else True,
         tokenize_stage=not cpu,
-        detokenize_stage=not cpu,
+        detokenize_stage=False,
     )
     light = {"num_cpus": 0.1} if cpu else None
     if cpu:
