@@ -27,18 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.harness import percentile  # noqa: E402 - after the path set-up, for `python benchmarks/serve_latency.py`
+
 KINDS = {
     "no_think": {"mode": "no_think"},
     "think": {"mode": "think"},
     "score_only": {"score_only": True},
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def summarize(latencies: list[float], wall_s: float) -> dict:

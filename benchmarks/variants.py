@@ -249,16 +249,10 @@ def transformers_loop(variants: Sequence[str], params: dict, rep: int) -> list[d
 
 
 def _guard_config(model: str, port: int = 0, gpus: float = 0):
-    from reasonguard.config.serve import ServeConfig
+    """The guard as benchmarks/serve_latency.py serves it, on vLLM's AsyncLLM (the default for vLLM)."""
+    from benchmarks.serve_latency import serve_config
 
-    return ServeConfig.model_validate({
-        "engine": {"kind": "vllm", "model": model, "max_model_len": 2048},
-        "engine_mode": "async",
-        "replica": {"num_replicas": 1, "num_cpus": 1 if gpus == 0 else 2, "num_gpus": gpus, "max_ongoing_requests": 64,
-                    "env_vars": {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}},
-        "limits": {"max_pending_items": 256}, "timeouts": {"request_s": 600, "max_request_s": 600},
-        "auth": {"token_env": None}, "http": {"host": "127.0.0.1", "port": port},
-    })
+    return serve_config(model, gpus, {"engine_mode": "async"}, port, max_model_len=2048)
 
 
 def _closed_loop(send: Callable[[dict], Any], bodies: list[dict], concurrency: int) -> tuple[list[float], float, int]:

@@ -12,6 +12,22 @@ POLICY = "S1: Violence.\nS2: Criminal planning.\nS3: Weapons.\nS4: Self-harm."
 REASONS = {"harmful": "The request could hurt people.", "unharmful": "The request is ordinary and safe."}
 
 
+def assert_rows_learn_their_targets(tokenizer, sft_path: str, end_of_turn: str) -> None:
+    """The training set's rows (both modes) in `tokenizer`'s template: the learned tokens decode to the
+    row's target followed by the template's end-of-turn marker."""
+    import pandas as pd
+
+    from reasonguard.sft.encode import IGNORE_INDEX, encode_sft_row
+
+    rows = pd.read_parquet(sft_path).to_dict("records")
+    assert {r["mode"] for r in rows} == {"think", "no_think"}
+    for row in rows:
+        row["messages"] = [dict(m) for m in row["messages"]]
+        enc = encode_sft_row(row, tokenizer, max_len=512)
+        learned = [t for t in enc.labels if t != IGNORE_INDEX]
+        assert tokenizer.decode(learned) == row["messages"][-1]["content"] + end_of_turn
+
+
 def guard_sft_chat(mode: str) -> list[dict]:
     """One SFT chat (guard prompt, target) for a harmful prompt, as the training rows build it."""
     from reasonguard.schema import GuardExample

@@ -22,7 +22,7 @@ import pytest
 from reasonguard.config import validate_config
 from reasonguard.config.train import TrainConfig
 
-from .conftest import POLICY, base_config, guard_sft_chat
+from .conftest import POLICY, assert_rows_learn_their_targets, base_config, guard_sft_chat
 
 IGNORE = -100
 
@@ -76,18 +76,7 @@ def test_a_system_turn_is_folded_into_the_first_user_turn(gemma_tokenizer):
 
 
 def test_sft_rows_encode_for_gemma3(gemma_tokenizer, sft_path):
-    """The training set's rows (both modes): the learned tokens decode to the row's target + <end_of_turn>."""
-    import pandas as pd
-
-    from reasonguard.sft.encode import IGNORE_INDEX, encode_sft_row
-
-    rows = pd.read_parquet(sft_path).to_dict("records")
-    assert {r["mode"] for r in rows} == {"think", "no_think"}
-    for row in rows:
-        row["messages"] = [dict(m) for m in row["messages"]]
-        enc = encode_sft_row(row, gemma_tokenizer, max_len=512)
-        learned = [t for t in enc.labels if t != IGNORE_INDEX]
-        assert gemma_tokenizer.decode(learned) == row["messages"][-1]["content"] + "<end_of_turn>"
+    assert_rows_learn_their_targets(gemma_tokenizer, sft_path, "<end_of_turn>")
 
 
 def test_gpu_configs_name_the_real_gemma3_checkpoint(repo_root):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import guard_sft_chat
+from .conftest import assert_rows_learn_their_targets, guard_sft_chat
 
 IGNORE = -100
 LLAMA31_FORMAT = (
@@ -67,15 +67,4 @@ def test_guard_chat_in_llama31_format_learns_exactly_the_target_and_eot(llama_to
 
 
 def test_sft_rows_encode_in_llama31_format(llama_tokenizer, sft_path):
-    """The training set's rows (both modes): the learned tokens decode to the row's target + <|eot_id|>."""
-    import pandas as pd
-
-    from reasonguard.sft.encode import encode_sft_row
-
-    rows = pd.read_parquet(sft_path).to_dict("records")
-    assert {r["mode"] for r in rows} == {"think", "no_think"}
-    for row in rows:
-        row["messages"] = [dict(m) for m in row["messages"]]
-        enc = encode_sft_row(row, llama_tokenizer, max_len=512)
-        learned = [t for t in enc.labels if t != IGNORE]
-        assert llama_tokenizer.decode(learned) == row["messages"][-1]["content"] + "<|eot_id|>"
+    assert_rows_learn_their_targets(llama_tokenizer, sft_path, "<|eot_id|>")
