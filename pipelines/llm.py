@@ -76,12 +76,14 @@ def vllm_stage(
 
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
+    from reasonguard.engines.vllm_engine import DEFAULT_MAX_NUM_SEQS
+
     cpu = gpus_per_replica <= 0
     config = vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs,
         batch_size=batch_size,
-        max_concurrent_batches=max(1, math.ceil(int(engine_kwargs.get("max_num_seqs") or 256) / batch_size)),
+        max_concurrent_batches=max(1, math.ceil(int(engine_kwargs.get("max_num_seqs") or DEFAULT_MAX_NUM_SEQS) / batch_size)),
         concurrency=concurrency,
         should_continue_on_error=True,
         placement_group_config={"bundles": [{"CPU": 1}]} if cpu else None,
