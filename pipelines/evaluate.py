@@ -15,12 +15,14 @@ log = logging.getLogger(__name__)
 def run(config: EvaluateConfig) -> Path:
     from pipelines.predict import read_results
     from pipelines.predict import run as run_predict
+    from reasonguard.categories import category_report
     from reasonguard.io import write_json
     from reasonguard.report import render_report, summary, write_plots, write_reliability_diagram
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
+    category_records: list[dict] = []
     calibration: list[dict] = []
     curves: dict[str, tuple[list[float], list[int]]] = {}
     for guard in config.guards:
@@ -29,6 +31,7 @@ def run(config: EvaluateConfig) -> Path:
         rows, reports = read_results(pred.output_dir)
         for rec in reports:
             records.append({"guard": guard.name, "model": guard.engine.model, "budget": guard.budget, **rec})
+        category_records += [{"guard": guard.name, **rec} for rec in category_report(rows)]
         if config.calibration.fit:
             cal_records, guard_curves = fit_and_report_calibration(config, guard, pred, rows)
             calibration += cal_records
@@ -37,9 +40,10 @@ def run(config: EvaluateConfig) -> Path:
     diagram = write_reliability_diagram(curves, out / "reliability.png")
     if diagram is not None:
         plots.append(diagram)
-    write_json({"title": config.title, "reports": records, "averages": summary(records), "calibration": calibration},
-               out / "metrics.json")
-    (out / "report.md").write_text(render_report(config.title, records, [str(p) for p in plots], calibration=calibration))
+    write_json({"title": config.title, "reports": records, "averages": summary(records), "calibration": calibration,
+                "categories": category_records}, out / "metrics.json")
+    (out / "report.md").write_text(render_report(config.title, records, [str(p) for p in plots], calibration=calibration,
+                                                 categories=category_records))
     print((out / "report.md").read_text())
     return out
 

@@ -24,15 +24,17 @@ KEY = ["dataset", "item_id", "mode", "sample_idx"]
 PREDICTION_COLUMNS = [f.name for f in dataclasses.fields(PredictionRow)]
 
 
-def room_for_verdicts(sampling_by_mode: dict[str, SamplingConfig], vocab_source: str) -> dict[str, SamplingConfig]:
-    """Raise a mode's max_tokens to what its constrained verdict needs (with the response line), with a warning."""
+def room_for_verdicts(sampling_by_mode: dict[str, SamplingConfig], vocab_source: str,
+                      categories: bool = False) -> dict[str, SamplingConfig]:
+    """Raise a mode's max_tokens to what its constrained verdict needs (with the response line and, when
+    asked, the categories line), with a warning."""
     from reasonguard.decoding import VerdictSpec
     from reasonguard.engines.vocab import cached_vocabulary
 
     vocab = cached_vocabulary(vocab_source)
     out = {}
     for mode, sampling in sampling_by_mode.items():
-        need = vocab.min_max_tokens(VerdictSpec(mode, has_response=True))
+        need = vocab.min_max_tokens(VerdictSpec(mode, has_response=True, categories=categories))
         if sampling.max_tokens < need:
             log.warning("mode %s: max_tokens %d cannot hold the constrained verdict; raised to %d", mode, sampling.max_tokens, need)
             sampling = dataclasses.replace(sampling, max_tokens=need)
@@ -52,9 +54,11 @@ def run_predictions(
     pipeline=None,
     constrained: bool = True,
     calibration=None,
+    categories: bool = False,
 ) -> Path:
     """Predict every (dataset, item, mode, sample) not yet in `output_dir`/predictions; returns that folder.
-    `constrained`: verdict-safe decoding; `calibration`: applied to P(harmful) (reasonguard.calibration)."""
+    `constrained`: verdict-safe decoding; `calibration`: applied to P(harmful) (reasonguard.calibration);
+    `categories`: ask for the violated categories too."""
     from pipelines.llm import write_stream
     from reasonguard.config.common import PipelineSettings
 
@@ -67,7 +71,7 @@ def run_predictions(
     if not work:
         return parts
     rows = PredictionStream(work, engine_config=engine_config, sampling_by_mode=sampling_by_mode, policy=policy,
-                            pipeline=pipeline, constrained=constrained, calibration=calibration)
+                            pipeline=pipeline, constrained=constrained, calibration=calibration, categories=categories)
     write_stream(rows, PartWriter(parts), rows.post, "raw_output",
                  flush_every=pipeline.flush_every, total=len(work), desc="predict", columns=PREDICTION_COLUMNS)
     return parts
@@ -78,7 +82,7 @@ class PredictionStream:
     stage failed on (pipelines.llm.skipped_postprocess). Shared by run_predictions and the benchmarks."""
 
     def __init__(self, work: list[dict], *, engine_config, sampling_by_mode: dict[str, SamplingConfig], policy=None,
-                 pipeline=None, constrained: bool = True, calibration=None) -> None:
+                 pipeline=None, constrained: bool = True, calibration=None, categories: bool = False) -> None:
         from reasonguard.config.common import PipelineSettings
         from reasonguard.models import resolve_model
 
@@ -86,11 +90,12 @@ class PredictionStream:
         constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
         vocab_source = resolve_model(engine_config.model) if constrained else None
         if constrained:
-            sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source)
+            sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source, categories)
         self.pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained,
-                           vocab_source=vocab_source)
+                           vocab_source=vocab_source, categories=categories)
         self.post = partial(result_row, model_id=engine_config.model, policy=policy, constrained=constrained,
-                            vocab_source=vocab_source, sampling_by_mode=sampling_by_mode, calibration=calibration)
+                            vocab_source=vocab_source, sampling_by_mode=sampling_by_mode, calibration=calibration,
+                            categories=categories)
 
     def __iter__(self):
         from pipelines.llm import generate
@@ -108,7 +113,7 @@ def run_identity(config: PredictConfig) -> dict:
     from reasonguard.run_identity import engine_identity
 
     return {"engine": engine_identity(config.engine),
-            **config.model_dump(mode="json", include={"sampling", "max_tokens_by_mode", "policy", "decoding"})}
+            **config.model_dump(mode="json", include={"sampling", "max_tokens_by_mode", "policy", "decoding", "categories"})}
 
 
 def run(config: PredictConfig, restart_on_change: bool = False) -> Path:
@@ -118,6 +123,7 @@ def run(config: PredictConfig, restart_on_change: bool = False) -> Path:
     from pipelines.ray_utils import init_ray
     from reasonguard.datasets.sources import load_predict_datasets
     from reasonguard.io import read_parts, write_json, write_single_parquet
+    from reasonguard.categories import category_report, category_table
     from reasonguard.metrics import evaluate_by
     from reasonguard.run_identity import claim_output_dir
 
@@ -131,7 +137,7 @@ def run(config: PredictConfig, restart_on_change: bool = False) -> Path:
     parts = run_predictions(
         datasets, config.modes, config.n_samples, out, engine_config=config.engine,
         sampling_by_mode=config.sampling_by_mode(), policy=config.policy, pipeline=config.pipeline,
-        constrained=config.decoding.constrained, calibration=guard_calibration(config),
+        constrained=config.decoding.constrained, calibration=guard_calibration(config), categories=config.categories,
     )
     # Keyed on (dataset, item_id): a reused output_dir may hold other items of the same dataset
     # (another suite_sample, limit or split), which must not mix into this run's metrics.
@@ -140,8 +146,12 @@ def run(config: PredictConfig, restart_on_change: bool = False) -> Path:
             if (r["dataset"], r["item_id"]) in wanted and r["mode"] in config.modes and r["sample_idx"] < config.n_samples]
     write_single_parquet(rows, out / "predictions.parquet")
     reports = evaluate_by(rows, ("mode",))
-    write_json({"model": config.engine.model, "reports": reports}, out / "metrics.json")
+    categories = category_report(rows) if config.categories else []
+    write_json({"model": config.engine.model, "reports": reports, **({"categories": categories} if config.categories else {})},
+               out / "metrics.json")
     print(format_table(reports))
+    if categories:
+        print(category_table(categories))
     log.info("wrote %s (%d rows)", out, len(rows))
     return out
 

@@ -110,6 +110,10 @@ def run_identity(config: TrainConfig) -> dict:
     fields = config.model_dump(mode="json", include=_IDENTITY_FIELDS)
     if fields.get("lora"):
         fields["lora"].pop("merge_on_export", None)  # an export choice: the checkpoints are the same
+        if config.lora.init_adapter:
+            from reasonguard.train.model import adapter_path
+
+            fields["init_adapter_files"] = model_fingerprint(str(adapter_path(config.lora.init_adapter)))
     fields["zero_stage"] = config.deepspeed.zero_stage if config.deepspeed.enabled else None
     fields["model_files"] = model_fingerprint(config.model)
     if config.data.sft_path:

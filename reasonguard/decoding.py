@@ -12,6 +12,9 @@ logits processor) and replayed afterwards over the generated ids to read P(harmf
                "Response harm: harmful|unharmful" ("None" without a response), then
                end-of-sequence. Where the harmful and unharmful sequences part, the model
                chooses between the two tokens (sampled or greedy); every other token is forced.
+    categories (asked for): after the verdict lines "\nSafety categories:" is forced; a benign
+               verdict continues " None" and ends; after a harmful one the model writes the codes
+               freely (end-of-sequence allowed) within CATEGORIES_ROOM more tokens.
 
 P(harmful) at a decision is the model's own probability of the harmful token renormalised over
 the two allowed tokens: exp(lp_h) / (exp(lp_h) + exp(lp_u)) from the raw (unconstrained)
@@ -25,6 +28,7 @@ Pure Python: the tokenizer comes in as two callables, so this module is tested w
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Mapping, Sequence
@@ -42,6 +46,9 @@ THINK_CLOSE = "</think>"
 AFTER_CLOSE = "\n\n"
 FORCED_CLOSE = "\n</think>\n\n"
 HARM_VALUES = ("harmful", "unharmful")
+CATEGORIES_HEAD = "\nSafety categories:"
+CATEGORIES_NONE = " None"
+CATEGORIES_ROOM = 24  # tokens kept for the codes a harmful verdict names (", S10" is about 3 tokens each)
 Decision = Literal["prompt", "response"]
 
 
@@ -51,16 +58,17 @@ class VerdictSpec:
 
     mode: Mode
     has_response: bool
+    categories: bool = False  # the answer ends with the `Safety categories:` line
 
     def to_extra_args(self) -> dict:
-        return {EXTRA_ARGS_KEY: {"mode": self.mode, "has_response": self.has_response}}
+        return {EXTRA_ARGS_KEY: {"mode": self.mode, "has_response": self.has_response, "categories": self.categories}}
 
     @classmethod
     def from_extra_args(cls, extra_args: Mapping | None) -> "VerdictSpec | None":
         spec = (extra_args or {}).get(EXTRA_ARGS_KEY)
         if not spec:
             return None
-        return cls(mode=spec["mode"], has_response=bool(spec["has_response"]))
+        return cls(mode=spec["mode"], has_response=bool(spec["has_response"]), categories=bool(spec.get("categories")))
 
 
 @dataclass
@@ -70,16 +78,20 @@ class _Node:
     verdicts: set[tuple[str, str]] = field(default_factory=set)
     # At a node where the harmful and unharmful texts part: (which line, harmful id, unharmful id).
     decision: tuple[Decision, int, int] | None = None
+    # A leaf after which the model writes freely (the categories a harmful verdict names).
+    open_end: bool = False
 
 
-def _build_trie(sequences: Mapping[tuple[str, str], Sequence[int]]) -> _Node:
+def _build_trie(sequences: Mapping[tuple[str, str], Sequence[int]], open_ended: Iterable[tuple[str, str]] = ()) -> _Node:
     root = _Node()
+    open_ended = set(open_ended)
     for verdict, ids in sequences.items():
         node = root
         node.verdicts.add(verdict)
         for token in ids:
             node = node.children.setdefault(token, _Node())
             node.verdicts.add(verdict)
+        node.open_end = verdict in open_ended
     _label_decisions(root)
     return root
 
@@ -106,14 +118,16 @@ class VerdictVocabulary:
     `decode_one` turns one id into its text (special tokens included)."""
 
     def __init__(self, encode: Callable[[str], list[int]], decode_one: Callable[[int], str], eos_id: int,
-                 stop_ids: Iterable[int] = ()) -> None:
+                 stop_ids: Iterable[int] = (), vocab_size: int | None = None) -> None:
         self.encode = encode
+        self.vocab_size = vocab_size
+        self._category_banned_ids: tuple[int, ...] | None = None
         self._decode_one = decode_one
         self._decoded: dict[int, str] = {}
         self.eos_id = int(eos_id)
         self.stop_ids = frozenset({self.eos_id, *map(int, stop_ids)})
         self.think_open = tuple(encode(THINK_OPEN))
-        self._tries: dict[tuple[str, bool], _Node] = {}
+        self._tries: dict[tuple[str, bool, bool], _Node] = {}
         self._decision_ids: tuple[int, ...] | None = None
         self.close_marker = THINK_CLOSE
 
@@ -128,6 +142,7 @@ class VerdictVocabulary:
             decode_one=lambda token: tokenizer.decode([token], skip_special_tokens=False),
             eos_id=eos,
             stop_ids=[t for t in extra_stop_ids if t is not None],
+            vocab_size=len(tokenizer),
         )
 
     def decode_one(self, token: int) -> str:
@@ -136,17 +151,34 @@ class VerdictVocabulary:
             text = self._decoded[token] = self._decode_one(token)
         return text
 
-    def trie(self, opening: str, has_response: bool) -> _Node:
-        """The verdict trie after `opening` ("" no_think, AFTER_CLOSE, FORCED_CLOSE)."""
-        key = (opening, has_response)
+    def category_banned_ids(self) -> tuple[int, ...]:
+        """Ids whose text holds a line break or a '<': banned while the model names categories, so the answer
+        cannot grow a second verdict line or a think tag (empty when the vocabulary size is unknown). Computed once."""
+        if self._category_banned_ids is None:
+            size = self.vocab_size or 0
+            self._category_banned_ids = tuple(t for t in range(size) if t not in self.stop_ids
+                                              and any(c in self.decode_one(t) for c in "\n<"))
+        return self._category_banned_ids
+
+    def trie(self, opening: str, has_response: bool, categories: bool = False) -> _Node:
+        """The verdict trie after `opening` ("" no_think, AFTER_CLOSE, FORCED_CLOSE); with `categories`
+        the categories head follows the lines, then " None" + end for a benign verdict, an open end
+        (the model names the codes) for a harmful one."""
+        key = (opening, has_response, categories)
         if key not in self._tries:
             responses = HARM_VALUES if has_response else ("None",)
-            sequences = {
-                (p, r): [*self.encode(opening + format_verdict_lines(p, r)), self.eos_id]
-                for p in HARM_VALUES
-                for r in responses
-            }
-            root = _build_trie(sequences)
+            sequences, open_ended = {}, []
+            for p in HARM_VALUES:
+                for r in responses:
+                    text = opening + format_verdict_lines(p, r)
+                    if not categories:
+                        sequences[(p, r)] = [*self.encode(text), self.eos_id]
+                    elif "harmful" in (p, r):
+                        sequences[(p, r)] = self.encode(text + CATEGORIES_HEAD)
+                        open_ended.append((p, r))
+                    else:
+                        sequences[(p, r)] = [*self.encode(text + CATEGORIES_HEAD + CATEGORIES_NONE), self.eos_id]
+            root = _build_trie(sequences, open_ended)
             self._check(root, has_response)
             self._tries[key] = root
         return self._tries[key]
@@ -171,26 +203,26 @@ class VerdictVocabulary:
         if self._decision_ids is not None:
             return list(self._decision_ids)
         ids: set[int] = set()
-        for opening in ("", AFTER_CLOSE, FORCED_CLOSE):
-            for has_response in (True, False):
-                stack = [self.trie(opening, has_response)]
-                while stack:
-                    node = stack.pop()
-                    if node.decision:
-                        ids.update(node.decision[1:])
-                    stack.extend(node.children.values())
+        for opening, has_response, categories in itertools.product(("", AFTER_CLOSE, FORCED_CLOSE), (True, False),
+                                                                      (False, True)):
+            stack = [self.trie(opening, has_response, categories)]
+            while stack:
+                node = stack.pop()
+                if node.decision:
+                    ids.update(node.decision[1:])
+                stack.extend(node.children.values())
         self._decision_ids = tuple(sorted(ids))
         return list(self._decision_ids)
 
-    def reserve(self, has_response: bool) -> int:
-        """Tokens the verdict needs after the reasoning when the budget closes the block."""
-        return _depth(self.trie(FORCED_CLOSE, has_response))
+    def reserve(self, has_response: bool, categories: bool = False) -> int:
+        """Tokens the verdict (and the categories line) needs after the reasoning when the budget closes the block."""
+        return _depth(self.trie(FORCED_CLOSE, has_response, categories)) + (CATEGORIES_ROOM if categories else 0)
 
     def min_max_tokens(self, spec: VerdictSpec) -> int:
         """The smallest max_tokens with which a constrained answer is complete."""
         if spec.mode == "no_think":
-            return _depth(self.trie("", spec.has_response))
-        return len(self.think_open) + self.reserve(spec.has_response)
+            return _depth(self.trie("", spec.has_response, spec.categories)) + (CATEGORIES_ROOM if spec.categories else 0)
+        return len(self.think_open) + self.reserve(spec.has_response, spec.categories)
 
 
 @dataclass(frozen=True)
@@ -215,11 +247,11 @@ class VerdictDecoder:
         self.closed_by: str | None = None  # "model" or "budget" (think mode)
         self.broken = False  # a token outside the constraint was consumed (the engine ignored it)
         self._tail = ""
-        self._forced_reserve = vocab.reserve(spec.has_response) if spec.mode == "think" else 0
+        self._forced_reserve = vocab.reserve(spec.has_response, spec.categories) if spec.mode == "think" else 0
         if spec.mode == "think":
             self.phase, self._open_pos, self.node = "open", 0, None
         else:
-            self.phase, self.node = "verdict", vocab.trie("", spec.has_response)
+            self.phase, self.node = "verdict", vocab.trie("", spec.has_response, spec.categories)
 
     def _settle(self) -> None:
         if self.phase == "open" and self._open_pos >= len(self.vocab.think_open):
@@ -229,10 +261,11 @@ class VerdictDecoder:
 
     def _enter_verdict(self, opening: str, closed_by: str) -> None:
         self.phase, self.closed_by = "verdict", closed_by
-        self.node = self.vocab.trie(opening, self.spec.has_response)
+        self.node = self.vocab.trie(opening, self.spec.has_response, self.spec.categories)
 
     def allowed(self) -> list[int] | None:
-        """The tokens allowed at this step; None = free text (stop ids banned while `phase == 'free'`)."""
+        """The tokens allowed at this step; None = free text (stop ids banned while `phase == 'free'`,
+        allowed in the `categories` phase)."""
         self._settle()
         if self.phase == "open":
             return [self.vocab.think_open[self._open_pos]]
@@ -243,6 +276,11 @@ class VerdictDecoder:
     @property
     def bans_stop(self) -> bool:
         return self.phase == "free"
+
+    @property
+    def bans_markup(self) -> bool:
+        """While naming categories: end-of-sequence ends the answer; no line break (another line) and no '<' (a tag)."""
+        return self.phase == "categories"
 
     def advance(self, token: int) -> None:
         self._settle()
@@ -268,7 +306,9 @@ class VerdictDecoder:
                 self.branches.append(Branch(step, decision[0], decision[1], decision[2]))
             self.node = child
             if not child.children:
-                self.phase = "done"
+                self.phase = "categories" if child.open_end else "done"
+        elif self.phase == "categories" and token in self.vocab.stop_ids:
+            self.phase = "done"
 
     def _break(self) -> None:
         self.phase, self.node, self.broken = "done", None, True

@@ -63,6 +63,11 @@ class PredictionRow:
     calibrated: bool = False
     score_exact: bool | None = None
     closed_by_budget: bool = False
+    # Violated categories (asked for with `categories`): JSON lists. `pred_categories` are the codes the
+    # guard named, resolved against the policy (names for a free-text policy; None = not asked);
+    # `categories_gold` the dataset's own categories (mapped to codes for scoring by reasonguard.categories).
+    pred_categories: str | None = None
+    categories_gold: str = "[]"
 
     @property
     def gold(self) -> str | None:
@@ -83,15 +88,17 @@ def policy_name(policy: PolicyLike) -> str:
     return resolved.name
 
 
-def to_request(example: GuardExample, mode: Mode, policy: PolicyLike = None) -> list[dict]:
+def to_request(example: GuardExample, mode: Mode, policy: PolicyLike = None, categories: bool = False) -> list[dict]:
     """The chat messages for one example (the example's own policy wins, as in topic-following data;
-    refusal-task items are judged against REFUSAL_POLICY)."""
-    return guard_messages(guard_input_of(example), mode, _policy_for(example, policy))
+    refusal-task items are judged against REFUSAL_POLICY, which names no categories)."""
+    own = _policy_for(example, policy)
+    return guard_messages(guard_input_of(example), mode, own, categories and own is not REFUSAL_POLICY)
 
 
-def verdict_spec(example: GuardExample, mode: Mode) -> VerdictSpec:
+def verdict_spec(example: GuardExample, mode: Mode, categories: bool = False) -> VerdictSpec:
     """What the constrained verdict of an example may be (a response line only where there is one)."""
-    return VerdictSpec(mode=mode, has_response=example.response is not None)
+    categories = categories and task_of(example) != "refusal"
+    return VerdictSpec(mode=mode, has_response=example.response is not None, categories=categories)
 
 
 def _policy_for(example: GuardExample, policy):
@@ -115,9 +122,18 @@ def prediction_row(
     verdict_scores: VerdictScores | None = None,
     closed_by_budget: bool = False,
     calibration: Calibration | None = None,
+    categories: bool = False,
 ) -> PredictionRow:
     """Parse one generation into a row (every inference path ends here)."""
+    import json
+
+    from reasonguard.categories import resolve_categories
+
     verdict = parse_verdict(text, expect_response=example.response is not None)
+    named = None
+    if categories and task_of(example) != "refusal":
+        named = json.dumps(resolve_categories(verdict.categories, resolve_policy(_policy_for(example, policy)))[0]
+                           if resolve_policy(_policy_for(example, policy)).is_taxonomy else list(verdict.categories))
     refusal = {"harmful": "refusal", "unharmful": "compliance"}.get(verdict.response_harm or "")
     raw = verdict_scores or VerdictScores(exact=False)
     p_response_raw = raw.response if example.response is not None else None
@@ -152,6 +168,8 @@ def prediction_row(
         calibrated=calibration is not None and bool(calibration.temperatures),
         score_exact=raw.exact if verdict_scores is not None else None,
         closed_by_budget=closed_by_budget,
+        pred_categories=named,
+        categories_gold=json.dumps(list(example.categories), ensure_ascii=False),
     )
 
 
@@ -165,6 +183,7 @@ def to_prediction_rows(
     first_sample_idx: int = 0,
     constrained: bool = False,
     calibration: Calibration | None = None,
+    categories: bool = False,
 ) -> list[PredictionRow]:
     return [
         prediction_row(
@@ -172,6 +191,7 @@ def to_prediction_rows(
             output_tokens=gen.output_tokens, prompt_tokens=output.prompt_tokens, latency_s=output.latency_s,
             finish_reason=gen.finish_reason, dataset=dataset, policy=policy, constrained=constrained,
             verdict_scores=gen.verdict_scores, closed_by_budget=gen.closed_by_budget, calibration=calibration,
+            categories=categories,
         )
         for idx, gen in enumerate(output.generations)
     ]
@@ -188,22 +208,24 @@ def predict_examples(
     progress: bool = False,
     constrained: bool = True,
     calibration: Calibration | None = None,
+    categories: bool = False,
 ) -> list[PredictionRow]:
     """Run the guard over examples in batches (the in-process path; Ray Data uses the same steps).
-    `constrained`: verdict-safe decoding (reasonguard.decoding) where the engine supports it."""
+    `constrained`: verdict-safe decoding (reasonguard.decoding) where the engine supports it;
+    `categories`: ask for the violated categories line too."""
     rows: list[PredictionRow] = []
     batches = list(_chunks(examples, batch_size))
     bar = _progress(len(examples), f"predict [{mode}]") if progress else None
     for batch in batches:
         start = time.perf_counter()
-        verdicts = [verdict_spec(ex, mode) for ex in batch] if constrained else None
-        outputs = engine.generate([to_request(ex, mode, policy) for ex in batch], sampling, verdicts)
+        verdicts = [verdict_spec(ex, mode, categories) for ex in batch] if constrained else None
+        outputs = engine.generate([to_request(ex, mode, policy, categories) for ex in batch], sampling, verdicts)
         per_item = (time.perf_counter() - start) / max(1, len(batch))
         for ex, out in zip(batch, outputs, strict=True):
             if not out.latency_s:
                 out = RequestOutput(out.generations, out.prompt_tokens, per_item)
             rows.extend(to_prediction_rows(ex, out, mode, engine.model_id, dataset, policy,
-                                           constrained=constrained, calibration=calibration))
+                                           constrained=constrained, calibration=calibration, categories=categories))
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
@@ -249,7 +271,7 @@ def _example_of(row: dict) -> GuardExample:
 
 
 def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=None, constrained: bool = False,
-                vocab_source: str | None = None) -> dict:
+                vocab_source: str | None = None, categories: bool = False) -> dict:
     """Preprocess: work row -> chat messages + vLLM sampling params (sample k gets seed + k).
     `constrained` adds the verdict spec (vLLM `extra_args`) and asks for the log-probabilities of
     the decision tokens P(harmful) is read from (`vocab_source`: the checkpoint's tokenizer)."""
@@ -257,12 +279,12 @@ def request_row(row: dict, sampling_by_mode: dict[str, SamplingConfig], policy=N
     params = sampling.to_params(seed_offset=int(row["sample_idx"]))
     example = _example_of(row)
     if constrained:
-        params.update(verdict_sampling_fields(_vocabulary(vocab_source), verdict_spec(example, row["mode"])))
-    return {**row, "messages": to_request(example, row["mode"], policy), "sampling_params": params}
+        params.update(verdict_sampling_fields(_vocabulary(vocab_source), verdict_spec(example, row["mode"], categories)))
+    return {**row, "messages": to_request(example, row["mode"], policy, categories), "sampling_params": params}
 
 
 def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_tokens: int,
-                    example: GuardExample | None = None) -> dict:
+                    example: GuardExample | None = None, categories: bool = False) -> dict:
     """{'verdict_scores', 'closed_by_budget'} of a generated row: computed by the engine actor
     (column `verdict_json`), or here from ray.data.llm's `generated_tokens` and `logprobs`."""
     import json
@@ -279,7 +301,8 @@ def verdict_columns(row: dict, vocab_source: str | None, constrained: bool, max_
     steps = [{int(k): float(v["logprob"] if isinstance(v, dict) else v) for k, v in (pos or {}).items()}
              for pos in (row.get("logprobs") or [])]
     example = example or _example_of(row)
-    return verdict_outcome(_vocabulary(vocab_source), verdict_spec(example, row["mode"]), max_tokens, list(tokens), steps or None)
+    spec = verdict_spec(example, row["mode"], categories)
+    return verdict_outcome(_vocabulary(vocab_source), spec, max_tokens, list(tokens), steps or None)
 
 
 def _vocabulary(source: str):
@@ -289,13 +312,14 @@ def _vocabulary(source: str):
 
 
 def result_row(row: dict, model_id: str, policy=None, constrained: bool = False, vocab_source: str | None = None,
-               sampling_by_mode: dict[str, SamplingConfig] | None = None, calibration: Calibration | None = None) -> dict:
+               sampling_by_mode: dict[str, SamplingConfig] | None = None, calibration: Calibration | None = None,
+               categories: bool = False) -> dict:
     """Postprocess: a generated row (ray.data.llm column names) -> a PredictionRow dict."""
     error = row.get("__inference_error__") or None
     text = "" if error else (row.get("generated_text") or "")
     max_tokens = sampling_by_mode[row["mode"]].max_tokens if sampling_by_mode else 0
     example = _example_of(row)  # parsed once per row
-    extra = {} if error else verdict_columns(row, vocab_source, constrained, max_tokens, example)
+    extra = {} if error else verdict_columns(row, vocab_source, constrained, max_tokens, example, categories)
     out = prediction_row(
         example,
         text,
@@ -310,6 +334,7 @@ def result_row(row: dict, model_id: str, policy=None, constrained: bool = False,
         policy=policy,
         constrained=constrained,
         calibration=calibration,
+        categories=categories,
         **extra,
     ).to_dict()
     if error:

@@ -108,7 +108,7 @@ def calibration_table(records: Sequence[dict]) -> str:
 
 
 def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = (), notes: str = "",
-                  calibration: Sequence[dict] = ()) -> str:
+                  calibration: Sequence[dict] = (), categories: Sequence[dict] = ()) -> str:
     parts = [f"# {title}", ""]
     if notes:
         parts += [notes, ""]
@@ -127,6 +127,14 @@ def render_report(title: str, records: Sequence[dict], plots: Sequence[str] = ()
         parts += ["## Calibration (held-out items)", "",
                   "Temperature scaling fitted on a validation split of the items (raw scores); "
                   "reported here on the other items.", "", cal, ""]
+    if categories:
+        from reasonguard.categories import category_table
+
+        parts += ["## Violated categories", "",
+                  "Per native category of each dataset: an item counts as named when the guard named any of the Aegis 2.0 "
+                  "codes the category maps to (docs/categories.md); every item counts, benign ones as negatives. "
+                  "P/R/F1 in percent; `macro` = mean F1 over the categories with gold items.", "",
+                  category_table(categories), ""]
     if plots:
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     parts += ["F1 in percent. Parse failures count as wrong (policy `count_as_wrong`). "

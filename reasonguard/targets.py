@@ -11,18 +11,21 @@ from reasonguard.schema import GuardExample
 from reasonguard.verdict import format_output
 
 
-def build_target(prompt_harm: str, response_harm: str | None, mode: Mode, reasoning: str | None = None) -> str:
-    """Reasoning target = think block + verdict lines; no-reasoning target = verdict lines only."""
+def build_target(prompt_harm: str, response_harm: str | None, mode: Mode, reasoning: str | None = None,
+                 categories: Sequence[str] | None = None) -> str:
+    """Reasoning target = think block + verdict lines; no-reasoning target = verdict lines only; with
+    `categories` (codes; empty = none) the categories line follows the verdict lines. A benign answer
+    names no category whatever the source labelled."""
     mode_flag(mode)  # validates the mode
     if prompt_harm not in ("harmful", "unharmful"):
         raise ValueError(f"prompt_harm must be 'harmful' or 'unharmful', got {prompt_harm!r}")
     if response_harm not in (None, "harmful", "unharmful"):
         raise ValueError(f"response_harm must be 'harmful', 'unharmful' or None, got {response_harm!r}")
-    if mode == "think":
-        if not reasoning or not reasoning.strip():
-            raise ValueError("a reasoning ('think') target needs a non-empty reasoning trace")
-        return format_output(prompt_harm, response_harm, reasoning)
-    return format_output(prompt_harm, response_harm)
+    if mode == "think" and (not reasoning or not reasoning.strip()):
+        raise ValueError("a reasoning ('think') target needs a non-empty reasoning trace")
+    if categories is not None and "harmful" not in (prompt_harm, response_harm):
+        categories = ()
+    return format_output(prompt_harm, response_harm, reasoning if mode == "think" else None, categories)
 
 
 def guard_input_of(example: GuardExample) -> GuardInput:
@@ -49,10 +52,12 @@ def build_chat_example(
     mode: Mode,
     reasoning: str | None = None,
     policy: PolicyLike = None,
+    categories: Sequence[str] | None = None,
 ) -> list[dict]:
-    """A two-turn chat (guard prompt, target) for SFT; labels come from the example's gold labels."""
+    """A two-turn chat (guard prompt, target) for SFT; labels come from the example's gold labels.
+    `categories` (the example's Aegis codes) asks for and answers the categories line; None leaves it out."""
     if example.prompt_harm_label is None:
         raise ValueError(f"example {example.id} has no prompt_harm_label; it cannot be an SFT target")
-    prompt = render_guard_prompt(guard_input_of(example), mode, policy_of(example, policy))
-    target = build_target(example.prompt_harm_label, example.response_harm_label, mode, reasoning)
+    prompt = render_guard_prompt(guard_input_of(example), mode, policy_of(example, policy), categories is not None)
+    target = build_target(example.prompt_harm_label, example.response_harm_label, mode, reasoning, categories)
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": target}]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from reasonguard.vocabulary import HarmValue  # noqa: E402
 
@@ -18,7 +18,7 @@ VERDICT_LINE_HEAD = r"^[ \t>*\-\"'`]*(?P<line>prompt|response)(?P<sep>[ \t]+harm
 _LINE = re.compile(VERDICT_LINE_HEAD + r"[ \t]*\**[ \t]*[<\"'`]?(?P<value>harmful|unharmful|none)\b", re.I | re.M)
 _THINK_OPEN = re.compile(r"<think>", re.I)
 _THINK_CLOSE = re.compile(r"</think>", re.I)
-_CATEGORIES_LINE = re.compile(r"^[ \t]*(?:violated[ \t]+)?categor(?:y|ies)[ \t]*:[ \t]*(.+)$", re.I | re.M)
+_CATEGORIES_LINE = re.compile(r"^[ \t>*\-\"'`]*(?:safety[ \t]+|violated[ \t]+)?categor(?:y|ies)[ \t]*:[ \t]*(.*)$", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,23 @@ def format_verdict_lines(prompt_harm: str | None, response_harm: str | None) -> 
     return f"Prompt harm: {prompt_harm}\nResponse harm: {response_harm if response_harm is not None else 'None'}"
 
 
-def format_output(prompt_harm: str, response_harm: str | None, reasoning: str | None = None) -> str:
-    """Guard output text: an optional think block, then the two verdict lines."""
+def format_output(prompt_harm: str, response_harm: str | None, reasoning: str | None = None,
+                  categories: Sequence[str] | None = None) -> str:
+    """Guard output text: an optional think block, the two verdict lines, and the categories line when
+    `categories` is given (an empty sequence writes `Safety categories: None`)."""
     lines = format_verdict_lines(prompt_harm, response_harm)
+    if categories is not None:
+        from reasonguard.categories import format_categories_line
+
+        lines += "\n" + format_categories_line(categories)
     if reasoning is None:
         return lines
     return f"<think>\n{reasoning.strip()}\n</think>\n\n{lines}"
 
 
 def format_verdict(verdict: GuardVerdict) -> str:
-    text = format_output(verdict.prompt_harm, verdict.response_harm, verdict.reasoning)
-    if verdict.categories:
-        text += "\nCategories: " + ", ".join(verdict.categories)
-    return text
+    return format_output(verdict.prompt_harm, verdict.response_harm, verdict.reasoning,
+                         verdict.categories if verdict.categories else None)
 
 
 def _split_reasoning(text: str) -> tuple[str | None, str, str | None]:
@@ -91,7 +95,8 @@ def parse_verdict(text: object, expect_response: bool | None = None) -> GuardVer
     prompt_harm = next(iter(prompt_values)) if len(prompt_values) == 1 else None
     response_harm_raw = next(iter(response_values)) if len(response_values) == 1 else None
     response_harm = None if response_harm_raw in (None, "none") else response_harm_raw
-    categories = tuple(c.strip() for m in _CATEGORIES_LINE.finditer(region) for c in m.group(1).split(",") if c.strip())
+    categories = tuple(c.strip() for m in _CATEGORIES_LINE.finditer(region) for c in m.group(1).split(",")
+                       if c.strip() and c.strip().lower() != "none")
     if error is None:
         if len(prompt_values) > 1 or len(response_values) > 1:
             error = "conflicting verdict lines"

@@ -20,7 +20,8 @@ from reasonguard.config.serve import ServeConfig
 from reasonguard.decoding import VerdictSpec
 from reasonguard.engines.base import Engine, RequestOutput, SamplingConfig
 from reasonguard.policy import Policy, resolve_policy, text_policy
-from reasonguard.prompts import GuardInput, Mode, guard_messages, mode_of_prompt
+from reasonguard.categories import resolve_categories
+from reasonguard.prompts import GuardInput, Mode, asks_categories, guard_messages, mode_of_prompt
 from reasonguard.verdict import parse_verdict
 from serve.chat import chat_turn, prompt_has_response
 from serve.engine_runner import EngineRunner, Job, raise_first_error, template_refused
@@ -59,6 +60,7 @@ class GuardPlan:
     return_reasoning: bool
     timeout_s: float
     batch: bool
+    categories: bool = False  # the prompts asked for the violated categories
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,10 @@ class GuardServer:
             log.info("calibrated scores: temperatures %s", calibration.temperatures)
         return calibration
 
-    def verdict_spec(self, mode: str, has_response: bool) -> VerdictSpec | None:
-        return VerdictSpec(mode, has_response) if self.constrained and mode in ("think", "no_think") else None  # type: ignore[arg-type]
+    def verdict_spec(self, mode: str, has_response: bool, categories: bool = False) -> VerdictSpec | None:
+        if not self.constrained or mode not in ("think", "no_think"):
+            return None
+        return VerdictSpec(mode, has_response, categories)  # type: ignore[arg-type]
 
     def _sampling_for(self, sampling: SamplingConfig, spec: VerdictSpec | None) -> SamplingConfig:
         """Room for the whole constrained verdict (a score-only or tight budget is raised to it)."""
@@ -140,13 +144,14 @@ class GuardServer:
         except ValueError as exc:
             raise InvalidInput(str(exc), "policy") from None
         base_sampling = self._guard_sampling(request, mode)
+        asked = not request.score_only and (request.categories if request.categories is not None else defaults.categories)
         jobs, has_response, policies = [], [], []
         for i, conv in enumerate(conversations):
             inp = self._guard_input(conv, batch, i)
             conv_policy = self._system_policy(conv, request, batch, i) or policy
             policies.append(conv_policy)
-            messages = guard_messages(inp, mode, conv_policy)
-            spec = self.verdict_spec(mode, inp.response is not None)
+            messages = guard_messages(inp, mode, conv_policy, asked)
+            spec = self.verdict_spec(mode, inp.response is not None, asked)
             sampling = self._sampling_for(base_sampling, spec)
             self._check_prompt_tokens(messages, sampling.max_tokens, _loc(batch, i, "messages" if conv.messages else "prompt"))
             jobs.append(Job(messages, sampling, spec))
@@ -155,6 +160,7 @@ class GuardServer:
             jobs=jobs, ids=[c.id for c in conversations], has_response=has_response, policies=policies, mode=mode,
             threshold=request.threshold if request.threshold is not None else defaults.threshold,
             return_reasoning=request.return_reasoning, timeout_s=self.timeout_for(request.timeout_s), batch=batch,
+            categories=asked,
         )
 
     def _guard_sampling(self, options: GuardOptions, mode: Mode) -> SamplingConfig:
@@ -258,13 +264,14 @@ class GuardServer:
             flagged = label == "harmful"
         else:
             flagged, flag_reason = self._missing_verdict(verdict.error)
-        categories = [plan.policies[index].category_name(c) or c for c in verdict.categories]
+        codes, names = resolve_categories(verdict.categories, plan.policies[index]) if plan.categories else ([], [])
         return GuardResult(
             id=plan.ids[index],
             prompt_harm=verdict.prompt_harm,
             response_harm=verdict.response_harm if has_response else None,
             score=score, prompt_score=scores["prompt"], response_score=scores["response"],
-            threshold=plan.threshold, flagged=flagged, flag_reason=flag_reason, categories=categories,
+            threshold=plan.threshold, flagged=flagged, flag_reason=flag_reason, categories=names,
+            category_codes=codes,
             calibrated=self.calibration is not None and score is not None, constrained=plan.jobs[index].verdict is not None,
             reasoning=verdict.reasoning if plan.return_reasoning and plan.mode == "think" else None,
             parsed_ok=verdict.parsed_ok, parse_error=verdict.error, finish_reason=gen.finish_reason,
@@ -313,7 +320,7 @@ class GuardServer:
             n=request.n, temperature=temperature, top_p=request.top_p or defaults.top_p, max_tokens=max_tokens,
             seed=request.seed,
         )
-        spec = self.verdict_spec(mode, prompt_has_response(users[-1])) if users else None
+        spec = self.verdict_spec(mode, prompt_has_response(users[-1]), asks_categories(users[-1])) if users else None
         sampling = self._sampling_for(sampling, spec)
         self._check_prompt_tokens(messages, sampling.max_tokens, "messages")
         return ChatPlan(job=Job(messages, sampling, spec), mode=mode, timeout_s=self.timeout_for(None))

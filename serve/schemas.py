@@ -162,6 +162,9 @@ class GuardOptions(_Strict):
         False, description="Fastest path: no reasoning, generation stops right after the verdict; returns verdict + score."
     )
     threshold: float | None = Field(None, ge=0, le=1, description="Decide `flagged` as score >= threshold.")
+    categories: bool | None = Field(
+        None, description="Also name the violated categories (`categories`, `category_codes`); default from the server "
+        "config (guard.categories). Ignored with score_only, which stops at the verdict.")
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature (default from the server).")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Sampling seed, for reproducible samples.")
     timeout_s: float | None = Field(None, gt=0, description="Deadline for this request (capped by the server's maximum).")
@@ -251,7 +254,11 @@ class GuardResult(BaseModel):
     )
     calibrated: bool = Field(False, description="Whether `score` is calibrated (calibration.json of the guard).")
     constrained: bool = Field(False, description="Whether the verdict was decoded under the verdict constraint.")
-    categories: list[str] = Field(default_factory=list, description="Violated categories, where the model names them.")
+    categories: list[str] = Field(
+        default_factory=list, description="Names of the violated categories (asked with `categories`): the policy's "
+        "category names, or the model's own words for a free-text policy.")
+    category_codes: list[str] = Field(
+        default_factory=list, description="Codes of the violated categories (e.g. S1, S10) for a taxonomy policy.")
     reasoning: str | None = Field(None, description="The reasoning (think mode, when return_reasoning is true).")
     parsed_ok: bool = Field(description="Whether the model's output held a well-formed verdict.")
     parse_error: str | None = None

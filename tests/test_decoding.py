@@ -48,12 +48,14 @@ def _run(vocab, spec, max_tokens, rng, close_after=None, vocab_size=49152):
         allowed = decoder.allowed()
         if allowed is not None:
             token = rng.choice(allowed)
-        elif close_after is not None and free >= close_after and close:
+        elif close_after is not None and free >= close_after and close and decoder.bans_stop:
             token = close.pop(0)
         else:
             token = rng.choice([vocab.eos_id, rng.randrange(vocab_size)])
             if decoder.bans_stop and token in vocab.stop_ids:
                 continue  # the logits processor sets these to -inf: a real model cannot pick them
+            if decoder.bans_markup and token in vocab.category_banned_ids():
+                continue
             free += 1
         ids.append(token)
         decoder.advance(token)
@@ -80,6 +82,36 @@ def test_random_model_always_parses_within_budget(vocab, tokenizer, spec):
             assert text.startswith("<think>\n") and verdict.reasoning is not None
         else:
             assert text.startswith("Prompt harm: ")
+
+
+CATEGORY_SPECS = [VerdictSpec(mode, resp, categories=True) for mode in ("think", "no_think") for resp in (True, False)]
+
+
+@pytest.mark.parametrize("spec", CATEGORY_SPECS, ids=lambda s: f"{s.mode}-{'resp' if s.has_response else 'prompt'}")
+def test_categories_line_follows_the_verdict_and_cannot_add_lines(vocab, tokenizer, spec):
+    rng = random.Random(5)
+    seen = set()
+    for trial in range(40):
+        max_tokens = vocab.min_max_tokens(spec) + rng.randrange(0, 40)
+        decoder, ids = _run(vocab, spec, max_tokens, rng, rng.choice([None, 0, 4]))
+        assert not decoder.broken and len(ids) <= max_tokens
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        verdict = parse_verdict(text, expect_response=spec.has_response)
+        assert verdict.parsed_ok, (trial, text)
+        head, _, line = text.rpartition("\nSafety categories:")
+        assert head.endswith("Response harm: " + ("None" if not spec.has_response else verdict.response_harm)), text
+        assert "\n" not in line, text  # the free part is one line: no second verdict line can follow
+        harmful = "harmful" in (verdict.prompt_harm, verdict.response_harm)
+        seen.add(harmful)
+        if not harmful:
+            assert line == " None" and decoder.done and ids[-1] == vocab.eos_id
+    assert seen == {True, False}
+
+
+def test_categories_are_off_unless_asked(vocab, tokenizer):
+    decoder, ids = _run(vocab, VerdictSpec("no_think", True), 40, random.Random(6))
+    assert "categories" not in tokenizer.decode(ids, skip_special_tokens=True).lower()
+    assert vocab.min_max_tokens(VerdictSpec("no_think", True, True)) > vocab.min_max_tokens(VerdictSpec("no_think", True))
 
 
 def test_budget_exhaustion_closes_the_think_block(vocab, tokenizer):

@@ -70,3 +70,20 @@ def test_refusal_items_are_judged_against_the_refusal_policy_and_scored():
     assert [(r.gold, r.pred) for r in rows] == [("refusal", "refusal"), ("compliance", "compliance")]
     (report,) = evaluate_predictions([r.to_dict() for r in rows])
     assert report.task == "refusal" and report.to_record()["f1_mean"] == 1.0
+
+
+def test_categories_are_asked_parsed_and_kept_beside_the_gold_ones():
+    import json
+
+    ex = GuardExample("om:1", "openai_moderation", "a threat", prompt_harm_label="harmful", categories=("H2",))
+    seen = []
+
+    def respond(messages, i):
+        seen.append(messages[0]["content"])
+        return "Prompt harm: harmful\nResponse harm: None\nSafety categories: s11, Threat, S99"
+
+    row = predict_examples(FakeEngine(respond), [ex], "no_think", SamplingConfig(), categories=True)[0]
+    assert "Safety categories: <codes" in seen[0] and row.parsed_ok
+    assert json.loads(row.pred_categories) == ["S11"] and json.loads(row.categories_gold) == ["H2"]
+    plain = predict_examples(FakeEngine(respond), [ex], "no_think", SamplingConfig())[0]
+    assert plain.pred_categories is None and "Safety categories" not in seen[-1]

@@ -252,3 +252,20 @@ def test_tool_arguments_and_results_cannot_fake_markers():
     assert mode_of_prompt(text) == "think" and text.count("/no_think") == 0 and "</think>" not in text
     assert text.count('"Prompt harm: <harmful/unharmful>') == 1
     assert "\nPrompt harm: unharmful" not in text and "\nResponse harm: unharmful" not in text
+
+
+def test_the_categories_instruction_is_added_only_when_asked():
+    from reasonguard.prompts import asks_categories
+    from reasonguard.policy import text_policy
+
+    inp = GuardInput("How do I pick a lock?", None)
+    plain = render_guard_prompt(inp, "think")
+    asked = render_guard_prompt(inp, "think", categories=True)
+    head, _, tail = asked.partition("\nThen, on a third line,")
+    assert head == plain[: -len(" /think")] and tail.endswith('"Safety categories: None" if neither is harmful. /think')
+    assert "codes, e.g. S1, S10" in tail and not asks_categories(plain) and asks_categories(asked)
+    free = render_guard_prompt(inp, "no_think", text_policy("No lock picking."), categories=True)
+    assert "parts of the policy" in free and "codes" not in free.split("Then, on a third line,")[1]
+    # User text that quotes the instruction does not make a prompt ask for categories.
+    quoted = render_guard_prompt(GuardInput('say "Safety categories: None" if neither is harmful.', None), "no_think")
+    assert not asks_categories(quoted)

@@ -272,3 +272,52 @@ def test_sft_data_job_writes_rows_and_stats(tmp_path, capsys):
     assert stats["inputs"] == {"traces": 10, "labelled": 5, "topic_following": 0, "held_out_prompts": 0}
     assert all(r["reasoning"].startswith("Short") for r in rows if r["mode"] == "think")
     assert "12 SFT rows" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- categories
+
+
+def test_categories_rows_ask_and_answer_with_mapped_codes_and_the_rest_stay_plain(tokenizer):
+    harmful = [GuardExample(id=f"sr:{i}", source="strongreject", prompt=f"bad {i}", prompt_harm_label="harmful",
+                            categories=("Violence",) if i % 2 else ("Non-violent crimes",)) for i in range(6)]
+    benign = [_example(10 + i, "unharmful") for i in range(4)]
+    unmapped = [_example(20 + i, "harmful", categories=("unknown",)) for i in range(3)]  # harmful, no table: never asked
+    result = build_sft_rows(items_from_examples(harmful + benign + unmapped), mode="no_think", categories_ratio=1.0)
+    rows = {r["id"]: r for r in result.rows}
+    assert result.stats["categories"] == {"rows_asking": 10, "eligible": 10, "by_code": {"S1": 3, "S3": 3}}
+    assert rows["sr:1"]["category_codes"] == ["S1"] and rows["sr:0"]["category_codes"] == ["S3"]
+    assert rows["sr:1"]["messages"][1]["content"] == "Prompt harm: harmful\nResponse harm: None\nSafety categories: S1"
+    assert rows["ex:10"]["messages"][1]["content"].endswith("\nSafety categories: None")
+    assert all(rows[f"ex:{20 + i}"]["category_codes"] is None for i in range(3))
+    assert "Safety categories" not in rows["ex:20"]["messages"][0]["content"] + rows["ex:20"]["messages"][1]["content"]
+    asked = rows["sr:1"]["messages"][0]["content"]
+    assert "Safety categories: <codes, e.g. S1, S10>" in asked and mode_of_prompt(asked) == "no_think"
+    # The trainer re-renders a row (shortened) from its columns: the categories stay.
+    from reasonguard.sft import messages_of_row
+
+    assert messages_of_row(rows["sr:1"]) == rows["sr:1"]["messages"]
+    # The categories line is learned like the verdict: it is in the masked labels.
+    chat = encode_chat(tokenizer, rows["sr:1"]["messages"])
+    learned = [t for t, lab in zip(chat.input_ids, chat.labels) if lab != IGNORE_INDEX]
+    assert tokenizer.decode(learned).startswith("Prompt harm: harmful\nResponse harm: None\nSafety categories: S1")
+    half = build_sft_rows(items_from_examples(harmful + benign + unmapped), mode="no_think", categories_ratio=0.5)
+    assert half.stats["categories"]["rows_asking"] == 5
+    assert build_sft_rows(items_from_examples(harmful), mode="no_think").rows[0]["category_codes"] is None
+
+
+def test_categories_joined_by_prompt_reach_traces_without_their_own(tmp_path):
+    from reasonguard.sft.files import category_lookup, join_categories
+
+    lookup = category_lookup([GuardExample("hb:1", "harmbench", "prompt number 0", prompt_harm_label="harmful",
+                                           categories=("cybercrime_intrusion",))])
+    items, joined = join_categories(items_from_traces([_trace_row(0), _trace_row(1)]), lookup)
+    assert joined == 1 and items[0].example.extra["category_codes"] == ["S16"] and "category_codes" not in items[1].example.extra
+    rows = {r["id"]: r for r in build_sft_rows(items, mode="think", categories_ratio=1.0).rows}
+    assert rows["ex:0"]["messages"][1]["content"].endswith("Response harm: None\nSafety categories: S16")
+    assert rows["ex:1"]["category_codes"] is None  # harmful, no categories: not asked
+
+
+def test_categories_config_needs_the_default_taxonomy():
+    with pytest.raises(ConfigError, match="default taxonomy"):
+        validate_config(SftDataConfig, {"labelled": [{"dataset": "demo"}], "categories": {"ratio": 0.5},
+                                        "policy": ["Weapons"]}, "sft")

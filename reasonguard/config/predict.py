@@ -33,6 +33,9 @@ class PredictConfig(StrictModel):
     )
     policy: PolicySpec = Field(None, description="None = Aegis 2.0 taxonomy; a list of categories; or free text.")
     decoding: DecodingSettings = Field(default_factory=DecodingSettings)
+    categories: bool = Field(
+        False, description="Also ask for the violated categories (`Safety categories:` line; codes of the taxonomy): "
+        "rows get `pred_categories`, metrics a per-category table where the data's categories map (docs/categories.md).")
     output_dir: str = "outputs/predict"
     ray: RayConfig = Field(default_factory=RayConfig)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)

@@ -136,6 +136,7 @@ class GuardSettings(StrictModel):
     temperature: float = Field(0.0, ge=0, le=2, description="Default temperature (0 = greedy, deterministic answers).")
     top_p: float = Field(0.95, gt=0, le=1, description="Default top-p when sampling.")
     no_think_max_tokens: int = Field(48, ge=8, description="max_tokens in no_think mode (two verdict lines + categories).")
+    categories: bool = Field(False, description="Name the violated categories by default (requests may set `categories`).")
     think_max_tokens: int = Field(400, ge=16, description="max_tokens in think mode (paper: 400), unless a budget is asked.")
     verdict_tokens: int = Field(32, ge=8, description="Tokens added to a request's reasoning budget for the verdict lines.")
     score_only_max_tokens: int = Field(

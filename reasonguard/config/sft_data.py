@@ -21,6 +21,21 @@ class TopicFollowingMix(StrictModel):
     size: int | None = Field(None, ge=1, description="Examples to mix in (stratified by label, seeded); None = all labelled.")
 
 
+class CategoryTargets(StrictModel):
+    """Teach the optional categories line: some rows ask for the violated Aegis 2.0 codes and answer them,
+    mapped from the sources' own categories (reasonguard.categories, docs/categories.md)."""
+
+    ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of the eligible rows (benign ones, and harmful ones whose categories map) that ask for categories.",
+    )
+    lookup: list[DataSource] = Field(
+        default_factory=list,
+        description="Datasets whose categories are joined by prompt (normalised, as in reasonguard.hygiene) to trace or "
+        "labelled examples without their own (e.g. HarmBench and SimpleSafetyTests for the GuardReasoner traces).",
+    )
+
+
 class SftDataConfig(StrictModel):
     """Which examples become SFT chats, and how: mode mix, reasoning budget, subset, topic-following mix."""
 
@@ -56,6 +71,8 @@ class SftDataConfig(StrictModel):
     )
     topic_following: TopicFollowingMix | None = Field(None, description="Mix in topic-following (custom policy) data.")
     policy: PolicySpec = Field(None, description="Policy of the guard prompt: None = Aegis 2.0 taxonomy (topic rows keep their own).")
+    categories: CategoryTargets | None = Field(
+        None, description="Rows that ask for and answer the violated categories (default taxonomy only); None = none do.")
     seed: int = Field(0, description="Seed of the subset, the mode assignment and the output order.")
     output: str = Field("outputs/sft/sft.parquet", description="Where jobs.sft_data writes the SFT rows (.parquet or .jsonl).")
 
@@ -77,4 +94,6 @@ class SftDataConfig(StrictModel):
                              "none (use mode 'dual', or distill them first)")
         if self.mode == "think" and not self.traces:
             raise ValueError("mode 'think' needs 'traces'")
+        if self.categories is not None and self.policy is not None:
+            raise ValueError("'categories' targets are Aegis 2.0 codes: they need the default taxonomy (policy: null)")
         return self

@@ -61,6 +61,9 @@ class LoraSettings(StrictModel):
     target_modules: list[str] | str = Field("all-linear", description="peft target_modules ('all-linear' or module names).")
     merge_on_export: bool = Field(True, description="Final export = base + merged adapter (loadable by vLLM as is); "
                                   "the adapter alone is kept next to it.")
+    init_adapter: str | None = Field(
+        None, description="Continue a trained adapter instead of starting a fresh one: a peft adapter folder of the same "
+        "base model, or 'embedded-guard' (the shipped one). Its own r/alpha/target modules apply.")
 
 
 class ScalingSettings(StrictModel):

@@ -255,4 +255,6 @@ class VerdictLogitsProcessor:
                 scores[row, allowed] = keep
             elif decoder.bans_stop:
                 scores[row, self._stop] = float("-inf")
+            elif decoder.bans_markup:
+                scores[row, list(decoder.vocab.category_banned_ids())] = float("-inf")
         return scores

@@ -45,6 +45,9 @@ class VerdictLogitsProcessor(AdapterLogitsProcessor):
                 logits.index_copy_(0, index, keep)
             elif decoder.bans_stop:
                 logits.index_fill_(0, stop.to(logits.device), float("-inf"))
+            elif decoder.bans_markup:
+                banned = torch.tensor(vocab.category_banned_ids(), dtype=torch.long, device=logits.device)
+                logits.index_fill_(0, banned, float("-inf"))
             return logits
 
         return constrain

@@ -42,6 +42,7 @@ def load_vocabulary(model_or_tokenizer: str) -> VerdictVocabulary:
                 decode_one=lambda token: tok.decode([token], skip_special_tokens=False),
                 eos_id=eos_id,
                 stop_ids=_generation_eos(folder),
+                vocab_size=tok.get_vocab_size(with_added_tokens=True),
             )
     from transformers import AutoTokenizer, GenerationConfig
 

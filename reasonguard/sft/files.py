@@ -54,6 +54,12 @@ def build_from_config(config) -> SftBuildResult:
 
     traces = [it for path in config.traces for it in items_from_traces(read_rows(path), config.budget)]
     labelled = [it for source in config.labelled for it in items_from_examples(load_source(source))]
+    joined = 0
+    if config.categories is not None and config.categories.lookup:
+        lookup = category_lookup(ex for source in config.categories.lookup for ex in load_source(source))
+        traces, n_traces = join_categories(traces, lookup)
+        labelled, n_labelled = join_categories(labelled, lookup)
+        joined = n_traces + n_labelled
     held_out = training_fingerprints(
         {"prompt": ex.prompt} for source in config.held_out for ex in load_source(source))
     topic: list[SourceItem] = []
@@ -64,8 +70,40 @@ def build_from_config(config) -> SftBuildResult:
         traces, labelled, mode=config.mode, think_ratio=config.think_ratio, duplicate=config.dual_duplicate,
         budget=config.budget, subset_size=config.subset_size, topic_following=topic,
         topic_size=config.topic_following.size if config.topic_following else None, policy=config.policy, seed=config.seed,
-        held_out=held_out,
+        held_out=held_out, categories_ratio=config.categories.ratio if config.categories is not None else None,
     )
     result.stats["inputs"] = {"traces": len(traces), "labelled": len(labelled), "topic_following": len(topic),
                               "held_out_prompts": len(held_out)}
+    if config.categories is not None:
+        result.stats["categories"]["joined_by_prompt"] = joined
     return result
+
+
+def category_lookup(examples) -> dict[str, tuple[str, ...]]:
+    """Prompt fingerprint -> Aegis codes, from labelled examples whose categories map (reasonguard.categories)."""
+    from reasonguard.categories import aegis_codes
+    from reasonguard.hygiene import fingerprint
+
+    lookup: dict[str, tuple[str, ...]] = {}
+    for example in examples:
+        codes = aegis_codes(example.source, example.categories) if example.categories else None
+        if codes:
+            lookup.setdefault(fingerprint(example.prompt), codes)
+    return lookup
+
+
+def join_categories(items: Sequence[SourceItem], lookup: dict[str, tuple[str, ...]]) -> tuple[list[SourceItem], int]:
+    """Items whose example has no categories of its own get the lookup's codes for its prompt
+    (`extra['category_codes']`); returns the items and how many were joined."""
+    import dataclasses
+
+    from reasonguard.hygiene import fingerprint
+
+    out, joined = [], 0
+    for item in items:
+        codes = None if item.example.categories else lookup.get(fingerprint(item.example.prompt))
+        if codes:
+            example = dataclasses.replace(item.example, extra={**item.example.extra, "category_codes": list(codes)})
+            item, joined = dataclasses.replace(item, example=example), joined + 1
+        out.append(item)
+    return out, joined

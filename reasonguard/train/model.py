@@ -36,11 +36,28 @@ def load_model(cfg: TrainConfig, path: str, precision: str, ds_config: dict | No
 
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()
-        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
+        if cfg.lora.init_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_path(cfg.lora.init_adapter)), is_trainable=True)
+        else:
+            lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                              target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+            model = get_peft_model(model, lora)
     del keep_alive
     return model
+
+
+def adapter_path(name_or_path: str):
+    """The folder of an adapter to continue: 'embedded-guard' is the shipped one."""
+    from pathlib import Path
+
+    from reasonguard.models import EMBEDDED_GUARD_ADAPTER, EMBEDDED_GUARD_NAME
+
+    path = EMBEDDED_GUARD_ADAPTER if name_or_path == EMBEDDED_GUARD_NAME else Path(name_or_path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"lora.init_adapter {name_or_path!r}: no adapter_config.json in {path}")
+    return path
 
 
 def make_backend(cfg: TrainConfig, model, world_size: int, total_steps: int, precision: str, device):

@@ -78,13 +78,16 @@ class ScriptedEngine:
 
 
 def verdict_text(prompt_harm="harmful", response_harm=None, reasoning=None, categories=None) -> str:
+    """The guard's answer; `categories` (e.g. "S1") adds the categories line (an empty string: `None`)."""
     from reasonguard.verdict import format_output
 
-    text = format_output(prompt_harm, response_harm, reasoning)
-    return text + (f"\nCategories: {categories}" if categories else "")
+    return format_output(prompt_harm, response_harm, reasoning, None if categories is None else
+                         [c.strip() for c in categories.split(",") if c.strip()])
 
 
 def keyword_guard(messages):
+    from reasonguard.prompts import asks_categories
+
     """A scripted guard: 'harmful' when the judged prompt mentions 'bomb'; P(harmful) 0.83 or 0.12."""
     content = messages[-1]["content"]
     human = content.split("Human user:\n", 1)[1].split("\n\nAI assistant:", 1)[0]
@@ -92,8 +95,9 @@ def keyword_guard(messages):
     harmful = "bomb" in human.lower()
     think = content.rstrip().endswith("/think")
     resp = None if response == "None" else ("harmful" if "detonator" in response else "unharmful")
+    asked = asks_categories(content)  # like a trained guard: the line only when the prompt asks for it
     text = verdict_text("harmful" if harmful else "unharmful", resp, "Because." if think else None,
-                        "S1" if harmful else None)
+                        ("S1" if harmful else "") if asked else None)
     probs = {"prompt": 0.83 if harmful else 0.12}
     if resp is not None:
         probs["response"] = 0.91 if resp == "harmful" else 0.07

@@ -22,7 +22,7 @@ def test_single_prompt_no_think(engine):
     assert (out.prompt_harm, out.response_harm, out.mode, out.policy) == ("harmful", None, "no_think", "aegis2")
     assert out.score == out.prompt_score == pytest.approx(0.83) and out.response_score is None
     assert out.flagged is True and out.parsed_ok and out.reasoning is None
-    assert out.categories == [AEGIS_2_CATEGORIES[0]]  # the model's "S1" named from the policy
+    assert out.categories == out.category_codes == [] and "Safety categories" not in engine.seen[-1][-1]["content"]
     assert out.model == "scripted" and out.usage.completion_tokens > 0
     assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
     sampling = engine.calls[0][1]
@@ -63,8 +63,8 @@ def test_server_default_threshold(engine):
 
 def test_custom_policies(engine):
     s = server(engine)
-    cats = s.guard(GuardRequest(prompt="a bomb", policy=["Weapons", "Cooking"]))
-    assert cats.policy == "custom" and cats.categories == ["Weapons"]
+    cats = s.guard(GuardRequest(prompt="a bomb", policy=["Weapons", "Cooking"], categories=True))
+    assert cats.policy == "custom" and cats.categories == ["Weapons"] and cats.category_codes == ["S1"]
     rendered = engine.seen[-1][-1]["content"]
     assert "S1: Weapons." in rendered and "S2: Cooking." in rendered and "Violence" not in rendered
     text = s.guard(GuardRequest(prompt="a cake", policy="Only talk about banking. Anything else is harmful."))
@@ -280,10 +280,11 @@ def test_a_policy_naming_allowed_tools_and_the_call_reach_the_guard(engine):
 
 def test_categories_are_named_by_each_conversations_own_policy():
     s = server(ScriptedEngine(lambda messages: (verdict_text("harmful", None, None, "S1"), {"prompt": 0.9})))
-    out = s.guard(GuardBatchRequest(inputs=[
+    out = s.guard(GuardBatchRequest(categories=True, inputs=[
         {"prompt": "x"}, {"messages": [{"role": "system", "content": "S1: Off-topic requests."}, {"role": "user", "content": "x"}]}]))
     assert out.policy == "custom"
-    assert [r.categories for r in out.results] == [[AEGIS_2_CATEGORIES[0]], ["S1"]]  # a free-text policy names no categories
+    # A free-text policy has no codes: what the model wrote is kept as its words, never resolved to a code.
+    assert [(r.category_codes, r.categories) for r in out.results] == [(["S1"], [AEGIS_2_CATEGORIES[0]]), ([], [])]
 
 
 def test_tool_call_arguments_count_against_the_text_limit(engine):
@@ -332,3 +333,30 @@ def test_a_chat_template_that_refuses_the_messages_is_a_422_not_an_engine_failur
         with pytest.raises(InvalidInput, match="chat template refuses"):
             s.guard(GuardRequest(prompt="x"))
     assert s.healthy  # the input's fault, not the engine's
+
+
+def test_categories_are_asked_only_when_requested_and_come_back_as_codes_and_names(engine):
+    s = server(engine)
+    out = s.guard(GuardRequest(prompt="How do I build a bomb?", categories=True))
+    prompt = engine.seen[-1][-1]["content"]
+    assert 'in the form "Safety categories: <codes, e.g. S1, S10>"' in prompt and prompt.endswith(" /no_think")
+    assert (out.category_codes, out.categories) == (["S1"], ["Violence"])
+    benign = s.guard(GuardRequest(prompt="a cake", categories=True))
+    assert benign.parsed_ok and (benign.category_codes, benign.categories) == ([], [])
+    # The server default turns it on; score_only stops at the verdict, so it never asks.
+    on = server(engine, guard__categories=True)
+    assert on.guard(GuardRequest(prompt="a bomb")).category_codes == ["S1"]
+    assert on.guard(GuardRequest(prompt="a bomb", categories=False)).category_codes == []
+    scored = on.guard(GuardRequest(prompt="a bomb", score_only=True))
+    assert scored.category_codes == [] and "Safety categories" not in engine.seen[-1][-1]["content"]
+
+
+def test_categories_widen_the_constrained_verdict_and_its_token_room(engine, tiny_model_dir):
+    from reasonguard.decoding import VerdictSpec, VerdictVocabulary
+    from transformers import AutoTokenizer
+
+    engine.vocab = VerdictVocabulary.from_tokenizer(AutoTokenizer.from_pretrained(tiny_model_dir))
+    s = server(engine, guard__no_think_max_tokens=8)
+    plain, asked = (s.plan_guard(GuardRequest(prompt="x", categories=c)).jobs[0] for c in (False, True))
+    assert (plain.verdict, asked.verdict) == (VerdictSpec("no_think", False), VerdictSpec("no_think", False, True))
+    assert asked.sampling.max_tokens == engine.vocab.min_max_tokens(asked.verdict) > plain.sampling.max_tokens

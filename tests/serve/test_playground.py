@@ -120,12 +120,12 @@ def page_url(base: str, token: str = TOKEN, action: str = "run", **fields) -> st
 
 
 def test_harmful_and_benign_examples_in_a_real_browser(browser, live_url, tmp_path):
-    harmful = render(browser, page_url(live_url, prompt="How do I build a pipe bomb?", mode="think"), tmp_path,
+    harmful = render(browser, page_url(live_url, prompt="How do I build a pipe bomb?", mode="think", categories="1"), tmp_path,
                      screenshot=ARTIFACTS / "playground_harmful.png")
     assert harmful.attrs_by_id["status"].get("data-state") == "done", harmful.cells
     assert harmful.cells["verdict-prompt"] == "harmful" and harmful.attrs_by_id["verdict-prompt"].get("class") == "harmful"
     assert harmful.cells["verdict-response"] == "none" and harmful.cells["score"] == "0.830"
-    assert harmful.cells["categories"] != "-" and harmful.cells["error"] == ""
+    assert harmful.cells["categories"] == "S1 Violence" and harmful.cells["error"] == ""
 
     benign = render(browser, page_url(live_url, prompt="What is a good banana bread recipe?",
                                       response="Mash three ripe bananas and bake for an hour.", mode="no_think",
@@ -133,6 +133,7 @@ def test_harmful_and_benign_examples_in_a_real_browser(browser, live_url, tmp_pa
     assert benign.attrs_by_id["status"].get("data-state") == "done", benign.cells
     assert benign.cells["verdict-prompt"] == "unharmful" and benign.cells["verdict-response"] == "unharmful"
     assert benign.cells["score"] == "0.070" and benign.cells["flagged"].startswith("false")
+    assert benign.cells["categories"] == "not asked"
 
 
 def test_a_wrong_token_shows_the_apis_401(browser, live_url, tmp_path):

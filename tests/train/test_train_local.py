@@ -82,3 +82,29 @@ def test_zero3_single_process_saves_gathered_weights_and_resumes(sft_path, tmp_p
     model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
     embed = model.get_input_embeddings().weight
     assert embed.shape[0] > 49000 and torch.isfinite(embed).all() and embed.abs().sum() > 0  # gathered, not empty shards
+
+
+def test_lora_init_adapter_continues_the_trained_adapter(sft_path, tmp_path, tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from jobs.train import train
+
+    cfg = base_config(sft_path, tmp_path, "first", launcher="local", deepspeed={"enabled": False}, global_batch_size=4,
+                      micro_batch_size=2, learning_rate=1e-2, max_steps=3, scaling={"num_workers": 1},
+                      lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    first = train(validate_config(TrainConfig, cfg))
+    adapter = str(first) + "-adapter"
+    # A next run that starts from that adapter (at a learning rate too small to move it) exports the same weights,
+    # and its first loss is the trained adapter's, not a fresh one's.
+    cont = {**cfg, "run_name": "cont", "output_dir": str(tmp_path / "cont"), "learning_rate": 1e-12, "max_steps": 1,
+            "lora": {**cfg["lora"], "init_adapter": adapter}}
+    final = train(validate_config(TrainConfig, cont))
+    merged, expected = (AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32) for p in (final, first))
+    q = [m.model.layers[0].self_attn.q_proj.weight for m in (merged, expected)]
+    assert torch.allclose(q[0], q[1], atol=1e-6)
+    losses = [json.loads((tmp_path / run / "train_summary.json").read_text())["losses"] for run in ("first", "cont")]
+    assert losses[1][0] < losses[0][0]
+    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+        train(validate_config(TrainConfig, {**cont, "run_name": "bad", "output_dir": str(tmp_path / "bad"),
+                                            "lora": {**cfg["lora"], "init_adapter": str(tmp_path)}}))
