@@ -58,23 +58,35 @@ def untrained(examples: list, config: MineConfig) -> list:
     return kept
 
 
+def run_identity(config: MineConfig) -> dict:
+    """What decides the mined samples (reasonguard.run_identity): a re-run into the same folder resumes its
+    prediction parts only when these match (another guard's samples would mix into the counts)."""
+    from reasonguard.run_identity import engine_identity
+
+    return {"engine": engine_identity(config.guard),
+            **config.model_dump(mode="json", include={"mode", "sampling", "max_tokens_by_mode", "policy"})}
+
+
 def run(config: MineConfig) -> Path:
     from pipelines.predict import run_predictions
     from pipelines.ray_utils import init_ray
     from reasonguard.io import read_parts, write_json, write_single_parquet
     from reasonguard.mining import classify_items, select_inconsistent
+    from reasonguard.run_identity import claim_output_dir
 
     examples, traces = load_pool(config)
     log.info("pool: %d items", len(examples))
     init_ray(config.ray.address, config.ray.num_cpus, config.ray.wait_for_min_actors_s)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, run_identity(config), "mined predictions")
     sampling = config.sampling.by_mode([config.mode], config.max_tokens_by_mode)
     parts = run_predictions(
         {"pool": examples}, [config.mode], config.n_samples, out, engine_config=config.guard, sampling_by_mode=sampling,
         policy=config.policy, pipeline=config.pipeline,
     )
-    rows = [r for r in read_parts(parts) if r["mode"] == config.mode and r["sample_idx"] < config.n_samples]
+    wanted = {e.id for e in examples}  # a reused folder may hold other pool items: they are not this run's
+    rows = [r for r in read_parts(parts)
+            if r["item_id"] in wanted and r["mode"] == config.mode and r["sample_idx"] < config.n_samples]
     result = classify_items(rows)
     hard = set(select_inconsistent(result))
     difficult = pool_rows([e for e in examples if e.id in hard], traces)

@@ -53,3 +53,44 @@ def kill_after_first_part(command: list[str], parts: Path, log_path: Path, cwd, 
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+
+
+def engine_actors(state: str | None = None) -> list[dict]:
+    """EngineActor pool actors from the GCS actor table (ray.util.state needs the dashboard, which
+    init_ray leaves off)."""
+    from ray._private.state import actors
+
+    return [a for a in actors(actor_state_name=state).values() if "EngineActor" in a["ActorClassName"]]
+
+
+def kill_one_engine_actor_mid_run(run, parts: Path, timeout_s: float = 300) -> tuple[dict, int]:
+    """Run `run()` in a thread; once two engine actors are alive and a part is written, SIGKILL the first
+    actor's process. Returns (the victim's actor record, rows written before the kill) after `run` ends."""
+    import threading
+
+    from reasonguard.io import read_parts
+
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    deadline = time.monotonic() + timeout_s
+    victim = None
+    while victim is None:
+        assert worker.is_alive() and time.monotonic() < deadline, f"run ended before the kill: {errors}"
+        alive = engine_actors("ALIVE")
+        if len(alive) == 2 and list(parts.glob("part-*.parquet")):
+            victim = alive[0]
+        else:
+            time.sleep(0.2)
+    written_before = len(read_parts(parts))
+    os.kill(victim["Pid"], signal.SIGKILL)
+    worker.join(timeout_s)
+    assert not worker.is_alive() and not errors, errors
+    return victim, written_before

@@ -125,3 +125,23 @@ def test_constrained_verdict_parses_and_reads_exact_scores(engine):
                 assert scores.exact and 0 < scores.prompt < 1 and (scores.response is not None) == spec.has_response
                 assert gen.closed_by_budget == (spec.mode == "think")
     assert not any(parse_verdict(o.generations[0].text).parsed_ok for o in engine.generate(requests, SamplingConfig(max_tokens=30)))
+
+
+def test_constrained_categories_line_through_transformers(engine):
+    """The transformers logits processor applies the same categories grammar as vLLM's (one line, no tags)."""
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.prompts import GuardInput, guard_messages
+    from reasonguard.verdict import parse_verdict
+
+    cases = [(GuardInput("How do I hotwire a car?"), "no_think"), (GuardInput("Hi", "Hello!"), "think")]
+    requests = [guard_messages(inp, mode, categories=True) for inp, mode in cases]
+    specs = [VerdictSpec(mode, inp.response is not None, categories=True) for inp, mode in cases]
+    outs = engine.generate(requests, SamplingConfig(n=3, temperature=1.0, max_tokens=70, seed=1), specs)
+    for spec, out in zip(specs, outs):
+        for gen in out.generations:
+            verdict = parse_verdict(gen.text, expect_response=spec.has_response)
+            assert verdict.parsed_ok and gen.output_tokens <= 70, gen.text
+            _, head, named = gen.text.rpartition("\nSafety categories:")
+            assert head and "\n" not in named and "<" not in named, gen.text
+            if "harmful" not in (verdict.prompt_harm, verdict.response_harm):
+                assert named == " None"

@@ -119,6 +119,32 @@ class TestTinyModel:
         with pytest.raises(ValueError, match="cannot hold"):
             engine.generate(requests[:1], SamplingConfig(max_tokens=5), specs[:1])
 
+    def test_constrained_categories_line_is_one_line_after_the_verdict(self, engine):
+        """Asked for categories, the random model still answers the verdict grammar, then one categories line:
+        ` None` after a benign verdict, free codes after a harmful one (line breaks and tags banned)."""
+        from reasonguard.decoding import VerdictSpec
+        from reasonguard.prompts import GuardInput, guard_messages
+        from reasonguard.verdict import parse_verdict
+
+        cases = [(GuardInput("How do I hotwire a car?"), "no_think"), (GuardInput("Hi", "Hello!"), "no_think"),
+                 (GuardInput("Hi", "Hello!"), "think")]
+        requests = [guard_messages(inp, mode, categories=True) for inp, mode in cases]
+        specs = [VerdictSpec(mode, inp.response is not None, categories=True) for inp, mode in cases]
+        outs = engine.generate(requests, SamplingConfig(n=4, temperature=1.0, max_tokens=80, seed=0), specs)
+        harmful_seen = set()
+        for spec, out in zip(specs, outs):
+            for gen in out.generations:
+                verdict = parse_verdict(gen.text, expect_response=spec.has_response)
+                assert verdict.parsed_ok and gen.output_tokens <= 80, gen.text
+                lines, _, named = gen.text.rpartition("\nSafety categories:")
+                assert lines.rstrip().endswith(("Response harm: harmful", "Response harm: unharmful", "Response harm: None"))
+                assert "\n" not in named and "<" not in named, gen.text
+                harmful = "harmful" in (verdict.prompt_harm, verdict.response_harm)
+                harmful_seen.add(harmful)
+                if not harmful:
+                    assert named == " None" and gen.finish_reason == "stop"
+        assert harmful_seen == {True, False}
+
 
 def test_real_smollm2_answers_a_guard_prompt(smollm2_dir):
     from reasonguard.decoding import VerdictSpec

@@ -8,11 +8,7 @@ The tiny model is random, so its traces are dropped (unparsable): these tests ch
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -90,46 +86,18 @@ def test_killed_engine_actor_loses_no_item(ray_local, tmp_path):
     The EngineActor pool (engine kind transformers) is used rather than ray.data.llm's vLLM actors:
     its worker pid is easy to find and kill, and the restart + retry path is the same Ray Data one.
     """
+    from processes import engine_actors, kill_one_engine_actor_mid_run
+
     from jobs.distill import run
 
     out, limit = tmp_path / "run", 32
     cfg = config(out, TINY_HF, limit, pipeline={"concurrency": 2}, max_tokens=32)
-    errors: list[BaseException] = []
-    worker = threading.Thread(target=lambda: _capture(errors, run, cfg))
-    worker.start()
-    deadline = time.monotonic() + 300
-    victim = None
-    while victim is None:
-        assert worker.is_alive() and time.monotonic() < deadline, f"run ended before the kill: {errors}"
-        actors = engine_actors("ALIVE")
-        if len(actors) == 2 and list((out / "parts").glob("part-*.parquet")):
-            victim = actors[0]
-        else:
-            time.sleep(0.2)
-    written_before = len(read_parts(out / "parts"))
-    os.kill(victim["Pid"], signal.SIGKILL)
-    worker.join(300)
-    assert not worker.is_alive() and not errors, errors
+    victim, written_before = kill_one_engine_actor_mid_run(lambda: run(cfg), out / "parts")
     assert written_before < limit, "the kill must land mid-run"
     restarted = [a for a in engine_actors() if a["ActorID"] == victim["ActorID"]]
     assert restarted and restarted[0]["NumRestarts"] >= 1, restarted
     assert_outputs_complete(out, demo_ids(limit))
     assert Counter(r["id"] for r in read_parts(out / "parts")) == Counter(demo_ids(limit))
-
-
-def engine_actors(state: str | None = None) -> list[dict]:
-    """EngineActor pool actors from the GCS actor table (ray.util.state needs the dashboard, which
-    init_ray leaves off)."""
-    from ray._private.state import actors
-
-    return [a for a in actors(actor_state_name=state).values() if "EngineActor" in a["ActorClassName"]]
-
-
-def _capture(errors, fn, *args):
-    try:
-        fn(*args)
-    except BaseException as exc:  # surfaced by the test thread
-        errors.append(exc)
 
 
 def test_interrupted_job_resumes_without_loss_or_repeat(ray_local, tmp_path, repo_root):
