@@ -171,10 +171,17 @@ def train(config: TrainConfig, restart_on_change: bool = False) -> Path:
             final = export_final(Path(folder) / HF_DIR, out / "final", base_model=base, merge_lora=merge)
     from reasonguard.hygiene import read_fingerprints, training_fingerprints, write_fingerprints
 
-    # The guard remembers what it was trained on (a continued guard: its base's prompts too), so that
-    # predict and evaluate refuse test sets that overlap (reasonguard.hygiene).
+    # The guard remembers what it was trained on (a continued guard: its base's prompts too, and a continued
+    # adapter's), so that predict and evaluate refuse test sets that overlap (reasonguard.hygiene).
     prints = training_fingerprints(training_prompts(config, rows)) | (read_fingerprints(base) or set())
+    if config.lora is not None and config.lora.init_adapter:
+        from reasonguard.train.model import adapter_path
+
+        prints |= read_fingerprints(adapter_path(config.lora.init_adapter)) or set()
     write_fingerprints(prints, final, source=str(out / "config.yaml"))
+    adapter_only = Path(str(final) + "-adapter")
+    if adapter_only.is_dir():  # the adapter alone travels too (a later run may continue it): it remembers the same
+        write_fingerprints(prints, adapter_only, source=str(out / "config.yaml"))
     summary = {"model": config.model, "final": str(final), "checkpoint": checkpoint_ref, "step": state.step,
                "epoch": state.epoch, "total_steps": state.total_steps, "tokens": state.tokens,
                "losses": [h["loss"] for h in state.log_history], "log_history": state.log_history,

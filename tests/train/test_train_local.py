@@ -95,6 +95,10 @@ def test_lora_init_adapter_continues_the_trained_adapter(sft_path, tmp_path, tin
                       lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     first = train(validate_config(TrainConfig, cfg))
     adapter = str(first) + "-adapter"
+    from reasonguard.hygiene import read_fingerprints, write_fingerprints
+
+    assert read_fingerprints(adapter) == read_fingerprints(first)  # the adapter alone carries them too
+    write_fingerprints(read_fingerprints(adapter) | {"an-earlier-round"}, adapter)  # as if trained on more
     # A next run that starts from that adapter (at a learning rate too small to move it) exports the same weights,
     # and its first loss is the trained adapter's, not a fresh one's.
     cont = {**cfg, "run_name": "cont", "output_dir": str(tmp_path / "cont"), "learning_rate": 1e-12, "max_steps": 1,
@@ -103,6 +107,8 @@ def test_lora_init_adapter_continues_the_trained_adapter(sft_path, tmp_path, tin
     merged, expected = (AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32) for p in (final, first))
     q = [m.model.layers[0].self_attn.q_proj.weight for m in (merged, expected)]
     assert torch.allclose(q[0], q[1], atol=1e-6)
+    # The continued guard remembers what the adapter it continued was trained on, as well as its own rows.
+    assert read_fingerprints(first) < read_fingerprints(final) and "an-earlier-round" in read_fingerprints(final)
     losses = [json.loads((tmp_path / run / "train_summary.json").read_text())["losses"] for run in ("first", "cont")]
     assert losses[1][0] < losses[0][0]
     with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
