@@ -262,7 +262,8 @@ def mapping_table_markdown(maps: Mapping[str, Mapping[str, Sequence[str]]] = CAT
 def category_report(rows: Iterable[Mapping]) -> list[dict]:
     """Per (dataset, mode) and native category: precision/recall/F1 of the categories the guard named, over
     prediction rows that asked for them (`pred_categories` set) of datasets whose categories map. One
-    record per category plus a `macro` record (mean F1 over categories with gold items) per group."""
+    record per category plus a `macro` record per group: mean F1 over categories with gold items, `support` the
+    items with any gold category, `predicted` the items the guard named any code for."""
     import json
 
     groups: dict[tuple[str, str], tuple[list, list]] = {}
@@ -279,7 +280,7 @@ def category_report(rows: Iterable[Mapping]) -> list[dict]:
     for (dataset, mode), (gold, named) in sorted(groups.items()):
         scores = category_scores(category_family(dataset), gold, named)
         records += [{"dataset": dataset, "mode": mode, **s.to_dict()} for s in scores]
-        records.append({"dataset": dataset, "mode": mode, "category": "macro", "codes": [], "support": len(gold),
+        records.append({"dataset": dataset, "mode": mode, "category": "macro", "codes": [], "support": sum(1 for g in gold if g),
                         "predicted": sum(1 for n in named if n), "true_positive": None, "precision": None,
                         "recall": None, "f1": macro_f1(scores)})
     return records

@@ -356,10 +356,19 @@ def ship_adapter(run_dir: str | Path, target: Path | None = None, wall_s: float 
     (target / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     tensors = {k: v.half().contiguous() for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
     save_file(tensors, str(target / "adapter_model.safetensors"))
+    init = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("lora") or {}).get("init_adapter")
+    earlier = None
+    if init:  # a continued adapter: its own record travels along (read before the copy may overwrite it)
+        from reasonguard.train.model import adapter_path
+
+        record_path = adapter_path(init) / "training.json"
+        earlier = json.loads(record_path.read_text()) if record_path.is_file() else None
     shutil.copy(run_dir / "final" / "training_fingerprints.json", target / "training_fingerprints.json")
     record = training_record(run_dir, wall_s)
     if commit:  # the run started at an earlier commit than the one shipping it
         record["commit"] = commit
+    if init:
+        record["continued_from"] = earlier or {"adapter": init}
     (target / "training.json").write_text(json.dumps(record, indent=2))
     return target
 

@@ -78,7 +78,7 @@ def test_category_report_groups_by_dataset_and_mode_and_skips_unasked_rows():
     sexual = next(r for r in records if r["category"] == "S")
     assert (sexual["support"], sexual["predicted"], sexual["true_positive"], sexual["f1"]) == (1, 1, 1, 1.0)
     macro = next(r for r in records if r["category"] == "macro")
-    assert macro["support"] == 2 and macro["f1"] == 1.0
+    assert macro["support"] == 1 and macro["predicted"] == 1 and macro["f1"] == 1.0
     table = category_table(records)
     assert "| openai_moderation | no_think | S | S2 | 1 | 1 | 100.0 | 100.0 | 100.0 |" in table
 

@@ -111,6 +111,16 @@ def test_lora_init_adapter_continues_the_trained_adapter(sft_path, tmp_path, tin
     assert read_fingerprints(first) < read_fingerprints(final) and "an-earlier-round" in read_fingerprints(final)
     losses = [json.loads((tmp_path / run / "train_summary.json").read_text())["losses"] for run in ("first", "cont")]
     assert losses[1][0] < losses[0][0]
+    # Shipped, the continued adapter's record names what it continued (its record, where it has one).
+    from reasonguard.models import ship_adapter
+
+    shipped = ship_adapter(tmp_path / "first", tmp_path / "ship-first", wall_s=1.0)
+    cont_shipped = ship_adapter(tmp_path / "cont", tmp_path / "ship-cont", wall_s=2.0)
+    assert json.loads((cont_shipped / "training.json").read_text())["continued_from"] == {"adapter": adapter}
+    again = {**cont, "run_name": "cont2", "output_dir": str(tmp_path / "cont2"), "lora": {**cfg["lora"], "init_adapter": str(shipped)}}
+    train(validate_config(TrainConfig, again))
+    record = json.loads((ship_adapter(tmp_path / "cont2", tmp_path / "ship-cont2") / "training.json").read_text())
+    assert record["continued_from"]["wall_s"] == 1.0 and record["continued_from"]["steps"] == 3
     with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
         train(validate_config(TrainConfig, {**cont, "run_name": "bad", "output_dir": str(tmp_path / "bad"),
                                             "lora": {**cfg["lora"], "init_adapter": str(tmp_path)}}))
