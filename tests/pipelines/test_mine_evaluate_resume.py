@@ -83,17 +83,18 @@ def test_killed_engine_actor_of_predict_loses_no_sample(tmp_path, tiny_model_dir
     from processes import engine_actors, kill_one_engine_actor_mid_run
     from reasonguard.config.predict import PredictConfig
 
-    items = 16
+    items = 32
 
     def config(out):
         return PredictConfig.model_validate({
             "engine": {**ENGINE, "model": tiny_model_dir}, "data": [{"dataset": "demo", "limit": items}],
-            "modes": ["no_think"], "sampling": {"temperature": 0}, "max_tokens_by_mode": {"no_think": 8},
-            "output_dir": str(out), "ray": RAY, "pipeline": {**PIPELINE, "concurrency": 2}})
+            "modes": ["no_think"], "sampling": {"temperature": 0}, "max_tokens_by_mode": {"no_think": 16},
+            "output_dir": str(out), "ray": {**RAY, "num_cpus": 4}, "pipeline": {**PIPELINE, "concurrency": 2}})
 
     from pipelines.ray_utils import init_ray
 
-    init_ray(None, RAY["num_cpus"], RAY["wait_for_min_actors_s"])  # in this thread, before the run's thread
+    ray.shutdown()  # two engine actors of one CPU each need a Ray of 4 (the map tasks take the rest)
+    init_ray(None, 4, RAY["wait_for_min_actors_s"])  # in this thread, before the run's thread
     try:
         victim, written_before = kill_one_engine_actor_mid_run(lambda: run(config(tmp_path / "killed")),
                                                                tmp_path / "killed" / "predictions")
