@@ -131,9 +131,10 @@ def prediction_row(
 
     verdict = parse_verdict(text, expect_response=example.response is not None)
     named = None
-    if categories and task_of(example) != "refusal":
-        named = json.dumps(resolve_categories(verdict.categories, resolve_policy(_policy_for(example, policy)))[0]
-                           if resolve_policy(_policy_for(example, policy)).is_taxonomy else list(verdict.categories))
+    if categories and task_of(example) != "refusal":  # codes of a taxonomy; a free-text policy's own words
+        active = resolve_policy(_policy_for(example, policy))
+        codes, names = resolve_categories(verdict.categories, active)
+        named = json.dumps(codes if active.is_taxonomy else names, ensure_ascii=False)
     refusal = {"harmful": "refusal", "unharmful": "compliance"}.get(verdict.response_harm or "")
     raw = verdict_scores or VerdictScores(exact=False)
     p_response_raw = raw.response if example.response is not None else None
