@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Mapping, Sequence
 
+from reasonguard.categories import CATEGORIES_LINE_NAME, NO_CATEGORIES
 from reasonguard.verdict import format_verdict_lines
 from reasonguard.vocabulary import Mode
 
@@ -46,8 +47,8 @@ THINK_CLOSE = "</think>"
 AFTER_CLOSE = "\n\n"
 FORCED_CLOSE = "\n</think>\n\n"
 HARM_VALUES = ("harmful", "unharmful")
-CATEGORIES_HEAD = "\nSafety categories:"
-CATEGORIES_NONE = " None"
+CATEGORIES_HEAD = "\n" + CATEGORIES_LINE_NAME + ":"  # the line format_categories_line writes
+CATEGORIES_NONE = " " + NO_CATEGORIES
 CATEGORIES_ROOM = 24  # tokens kept for the codes a harmful verdict names (", S10" is about 3 tokens each)
 Decision = Literal["prompt", "response"]
 

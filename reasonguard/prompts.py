@@ -33,9 +33,10 @@ OUTPUT_INSTRUCTION = (
 )
 NO_RESPONSE = "None"
 # Asked only when categories are requested (off by default: the official template stays byte-identical).
+CATEGORIES_ASKED = '"Safety categories: None" if neither is harmful.'  # how the instruction ends: asks_categories reads it
 CATEGORIES_INSTRUCTION = (
     "Then, on a third line, name the {what} that the prompt or response violates, comma-separated, in the form "
-    '"Safety categories: <{form}>", or "Safety categories: None" if neither is harmful.'
+    '"Safety categories: <{form}>", or ' + CATEGORIES_ASKED
 )
 
 # Markers that only the template may emit. In user text they are broken with a zero-width
@@ -177,7 +178,7 @@ def categories_instruction(policy: Policy) -> str:
 def asks_categories(prompt_text: str) -> bool:
     """Whether a rendered guard prompt asks for the categories line (its output instruction does, after the
     conversation; user text cannot end the prompt)."""
-    return prompt_text.rfind('"Safety categories: None" if neither is harmful.') > prompt_text.rfind("AI assistant:")
+    return prompt_text.rfind(CATEGORIES_ASKED) > prompt_text.rfind("AI assistant:")
 
 
 def render_guard_prompt(inp: GuardInput, mode: Mode = "no_think", policy: PolicyLike = None,

@@ -21,6 +21,15 @@ class VerdictLogitsProcessor(AdapterLogitsProcessor):
         self.vocab = load_vocabulary(vllm_config.model_config.tokenizer)
         self._stop = torch.tensor(sorted(self.vocab.stop_ids), dtype=torch.long)
 
+    def _category_banned(self, device):
+        """The ids banned while categories are named, as one tensor per device (built once, not per step)."""
+        cached = getattr(self, "_banned_by_device", None)
+        if cached is None:
+            cached = self._banned_by_device = {}
+        if device not in cached:
+            cached[device] = torch.tensor(self.vocab.category_banned_ids(), dtype=torch.long, device=device)
+        return cached[device]
+
     def is_argmax_invariant(self) -> bool:
         return False  # it changes which token is most likely
 
@@ -46,8 +55,7 @@ class VerdictLogitsProcessor(AdapterLogitsProcessor):
             elif decoder.bans_stop:
                 logits.index_fill_(0, stop.to(logits.device), float("-inf"))
             elif decoder.bans_markup:
-                banned = torch.tensor(vocab.category_banned_ids(), dtype=torch.long, device=logits.device)
-                logits.index_fill_(0, banned, float("-inf"))
+                logits.index_fill_(0, self._category_banned(logits.device), float("-inf"))
             return logits
 
         return constrain
