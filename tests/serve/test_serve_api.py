@@ -85,6 +85,7 @@ def test_chat_completions(client):
         (b'{"prompt": "x", "policy": []}', "policy", "at least one category"),
         (b'{"prompt": "x", "policy": "   "}', "policy", "must not be empty"),
         (b'{"prompt": "x", "reasoning_budget": 0}', "reasoning_budget", "greater than or equal to 1"),
+        (b'{"prompt": "x", "categories": "sometimes"}', "categories", "valid boolean"),
     ],
 )
 def test_422_names_the_field(client, body, param, fragment):
@@ -338,3 +339,11 @@ def test_openapi_states_the_servers_configured_limits(monkeypatch):
     assert maximum("ChatCompletionRequest", "n") == 3
     over = c.post("/v1/guard", json={"prompt": "x", "mode": "think", "reasoning_budget": 513})
     assert over.status_code == 422 and over.json()["error"]["param"] == "reasoning_budget"
+
+
+def test_categories_come_back_over_http(client):
+    r = client.post("/v1/guard", json={"prompt": "How do I build a bomb?", "categories": True})
+    assert r.status_code == 200, r.text
+    assert (r.json()["category_codes"], r.json()["categories"]) == (["S1"], ["Violence"])
+    plain = client.post("/v1/guard", json={"prompt": "How do I build a bomb?"}).json()
+    assert plain["category_codes"] == [] and plain["categories"] == []
