@@ -118,12 +118,24 @@ def ray_local():
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_shorten_with_transformers_actors_and_resume(ray_local, tmp_path):
+def test_shorten_with_transformers_actors_survives_a_killed_engine_actor_and_resumes(ray_local, tmp_path):
+    """Two transformers engine actors rewrite; one is SIGKILLed once a part is written: Ray restarts it
+    and retries its batch, every (trace, budget) is written once, and a second run redoes nothing."""
     from jobs.shorten import run
+    from processes import engine_actors, kill_one_engine_actor_mid_run
+    from reasonguard.io import read_parts
 
-    traces = make_traces(tmp_path, 6)
+    traces = make_traces(tmp_path, 8)
     cfg = shorten_config(tmp_path, tmp_path / "out", {"kind": "transformers", "model": "tiny", "device": "cpu"})
-    out = run(cfg)
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(
+        update={"batch_size": 2, "flush_every": 2, "concurrency": 2})})
+    victim, written_before = kill_one_engine_actor_mid_run(lambda: run(cfg), tmp_path / "out" / "parts")
+    restarted = [a for a in engine_actors() if a["ActorID"] == victim["ActorID"]]
+    assert restarted and restarted[0]["NumRestarts"] >= 1, restarted
+    assert written_before < len(traces) * 2, "the kill must land mid-run"
+    out = tmp_path / "out"
+    counts = Counter((r["id"], r["budget"]) for r in read_parts(out / "parts"))
+    assert len(counts) == len(traces) * 2 and set(counts.values()) == {1}  # nothing missing, nothing twice
     check_outputs(out, traces)
     rows = pq.read_table(out / "traces_budget_3.parquet").to_pylist()
     assert all(r["rewriter_model"] == "tiny" for r in rows)
