@@ -14,7 +14,7 @@ demo: venv
 ## Runs the whole test suite (unit, Ray, vLLM-on-CPU, DeepSpeed-over-gloo tiers).
 test: venv
 	@bash scripts/ensure_chromium.sh
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=30
 
 ## Only the pure-core unit tests (seconds).
 test-fast: venv

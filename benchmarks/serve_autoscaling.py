@@ -15,16 +15,9 @@ import argparse
 import asyncio
 import json
 import platform
-import socket
 import statistics
 import threading
 import time
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def running_replicas() -> int:
@@ -59,7 +52,7 @@ def main() -> None:
     from serve.testing import autoscaling_demo_config, build_tiny_guard
 
     model = args.model or str(build_tiny_guard())
-    config = autoscaling_demo_config(model, _free_port(), _free_port(), args.upscale_delay_s, args.downscale_delay_s)
+    config = autoscaling_demo_config(model, 0, 0, args.upscale_delay_s, args.downscale_delay_s)
     url = start(config, ready_timeout_s=300)
     samples: list[tuple[float, int]] = []
     requests: list[tuple[float, float, bool]] = []  # (start offset, latency, ok)

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
@@ -205,9 +204,7 @@ def main(argv=None) -> int:
         from serve.testing import build_tiny_guard
 
         model = str(build_tiny_guard())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = 0  # Serve's proxy binds a free port; jobs.serve.start reads it back
 
     results: dict = {"machine": machine(), "model": args.model, "requests_per_cell": args.requests, "serve": {}}
     results["direct"] = bench_direct(serve_config(model, args.gpus, STRATEGIES["off"], port, args.max_model_len),

@@ -340,7 +340,7 @@ def serve_http(variants: Sequence[str], params: dict, rep: int) -> list[dict]:
     t0 = time.perf_counter()
     ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False)
     try:
-        url = start_serve(_guard_config(model, port=_free_port(), gpus=params.get("gpus", 0)))
+        url = start_serve(_guard_config(model, port=0, gpus=params.get("gpus", 0)))
         startup = time.perf_counter() - t0
         client = httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=80, max_keepalive_connections=80))
 
@@ -400,10 +400,3 @@ KINDS: dict[str, Callable[[Sequence[str], dict, int], list[dict]]] = {
     "asyncllm": asyncllm, "serve_http": serve_http, "train": train,
 }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

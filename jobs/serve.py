@@ -41,9 +41,40 @@ def start(config: ServeConfig, ready_timeout_s: float = 600) -> str:
     log.info("deploying %s (%s) on Serve", config.app_name, config.engine.model)
     serve.run(build_application(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
     host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
-    url = f"http://{host}:{config.http.port}{config.route_prefix.rstrip('/')}"
+    port = config.http.port or proxy_port(host, ready_timeout_s)
+    url = f"http://{host}:{port}{config.route_prefix.rstrip('/')}"
     wait_ready(url, ready_timeout_s)
     return url
+
+
+def proxy_port(host: str, timeout_s: float) -> int:
+    """The port Serve's proxy on this node bound for `http.port: 0`: read back from the kernel (the
+    proxy actor's listening sockets) and confirmed by Serve's own GET /-/healthz, since Serve does not
+    report it. Choosing a free port first and binding it later would race with other processes."""
+    import httpx
+    import psutil
+    import ray
+    from ray._private.state import actors
+
+    node_id = ray.get_runtime_context().get_node_id()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proxies = [a for a in actors(actor_state_name="ALIVE").values()
+                   if a["ActorClassName"].endswith("ProxyActor") and a["Address"]["NodeID"] == node_id]
+        for proxy in proxies:
+            try:
+                sockets = psutil.Process(proxy["Pid"]).net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            for port in sorted({c.laddr.port for c in sockets if c.status == psutil.CONN_LISTEN}):
+                try:
+                    r = httpx.get(f"http://{host}:{port}/-/healthz", timeout=2)
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200 and r.text.strip() == "success":
+                    return port
+        time.sleep(0.2)
+    raise TimeoutError(f"Serve's proxy did not listen on {host} within {timeout_s:.0f} s")
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
@@ -84,15 +115,25 @@ def metrics_url() -> str | None:
     return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
+def dashboard_url() -> str | None:
+    """Ray's dashboard as the running Ray reports it (Ray moves off a taken port), when there is one."""
+    import ray
+    from ray._private.worker import get_dashboard_url
+
+    if not ray.is_initialized():
+        return None
+    address = get_dashboard_url()
+    return f"http://{address}" if address else None
+
+
 def run(config: ServeConfig) -> str:
     url = start(config)
     print(f"guard ready at {url}  (POST {url}/v1/guard, {url}/v1/chat/completions; docs {url}/docs)", flush=True)
     if metrics_url():
         where = f" (also {url}/metrics)" if config.operations.metrics_path else ""
         print(f"Prometheus metrics: {metrics_url()}{where}", flush=True)
-    if config.operations.dashboard and not config.ray.address:
-        print(f"Ray dashboard (serve status): http://{config.operations.dashboard_host}:{config.operations.dashboard_port}",
-              flush=True)
+    if config.operations.dashboard and not config.ray.address and dashboard_url():
+        print(f"Ray dashboard (serve status): {dashboard_url()}", flush=True)
     if not config.blocking:
         return url
     done = threading.Event()

@@ -40,8 +40,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, wait_for_m
             extra = {"include_dashboard": False}
             if operations is not None:
                 extra = {"include_dashboard": operations.dashboard, "dashboard_host": operations.dashboard_host,
-                         "dashboard_port": operations.dashboard_port,
-                         "_metrics_export_port": operations.metrics_export_port}
+                         "dashboard_port": operations.dashboard_port}
+                if operations.metrics_export_port:  # 0: Ray chooses; serve's metrics_url() reads it back
+                    extra["_metrics_export_port"] = operations.metrics_export_port
             ray.init(num_cpus=num_cpus, runtime_env={"env_vars": dict(WORKER_ENV)}, **extra)
     ctx = ray.data.DataContext.get_current()
     ctx.wait_for_min_actors_s = wait_for_min_actors_s

@@ -161,7 +161,8 @@ class HttpSettings(StrictModel):
     """Where `python -m jobs.serve` starts Serve's HTTP proxy (ignored when Serve already runs on the cluster)."""
 
     host: str = Field("127.0.0.1", description="Bind address of the proxy ('0.0.0.0' on a cluster).")
-    port: int = Field(8000, ge=0, le=65535, description="Port of the proxy (0 = any free port, for tests).")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the proxy (0 = the proxy binds any free port "
+                      "and the URL reports it: for tests).")
     request_timeout_s: float | None = Field(None, gt=0, description="Serve's own end-to-end timeout (408); None = none.")
 
 
@@ -170,7 +171,8 @@ class OperationsSettings(StrictModel):
 
     Applies when `python -m jobs.serve` starts Ray itself; a cluster's Ray (KubeRay) has its own settings."""
 
-    metrics_export_port: int = Field(8081, ge=1, le=65535, description="Ray's Prometheus endpoint (fixed, not random).")
+    metrics_export_port: int = Field(8081, ge=0, le=65535, description="Ray's Prometheus endpoint (fixed, so a scraper "
+                                     "finds it; 0 = Ray picks one, read back from Ray's node table: for tests).")
     metrics_path: bool = Field(True, description="Also answer GET /metrics on the app's port (Ray's endpoint, proxied).")
     playground: bool = Field(True, description="Serve GET /playground: a static page to try the guard by hand "
                              "(it calls /v1/guard with the token typed into it; it holds no data itself).")

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,6 +60,27 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def start_head(env: dict, attempts: int = 3) -> None:
+    """Start the head with the scripts on free ports written into `env`. The scripts take fixed port
+    numbers (an operator needs known addresses), so a port can be taken between choosing and Ray
+    binding it: then the head fails to start, and it is stopped and started again on other ports."""
+    output = ""
+    for _ in range(attempts):
+        head, dashboard, client, agent = _free_ports(4)
+        env.update({"RAY_HEAD_PORT": str(head), "RAY_DASHBOARD_PORT": str(dashboard),
+                    "RAY_CLIENT_PORT": str(client), "RAY_AGENT_PORT": str(agent)})  # worker N's agent: agent + N
+        started = _run(["bash", str(SCRIPTS / "start_local_head.sh")], env, timeout=180)
+        if started.returncode == 0:
+            return
+        output = started.stdout + started.stderr
+        _run(["bash", str(SCRIPTS / "stop_local.sh")], env, timeout=120)
+    raise AssertionError(f"the head did not start in {attempts} attempts:\n{output}")
+
+
+def dashboard_address(env: dict) -> str:
+    return f"http://127.0.0.1:{env['RAY_DASHBOARD_PORT']}"
+
+
 def _run(cmd, env, timeout, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -85,21 +105,14 @@ def _our_processes(temp_root: str) -> list[str]:
 def cluster(tiny_model_dir):
     """A two-node local cluster from cluster/scripts (head: 2 CPUs, worker: 1 CPU + rg_worker)."""
     missing = [p for p in ("jobs/predict.py", PREDICT_CONFIG) if not (REPO_ROOT / p).exists()]
-    if missing:
-        pytest.skip(f"{missing} not in the checkout yet: no stage to submit")
-    if not (VENV_BIN / "ray").exists() and not shutil.which("ray"):
-        pytest.skip("no `ray` CLI (.venv/bin/ray or on PATH)")
+    assert not missing, f"{missing} missing from the checkout: no stage to submit"
+    assert (VENV_BIN / "ray").exists() or shutil.which("ray"), "no `ray` CLI (.venv/bin/ray or on PATH)"
     # Short: Ray's socket paths under the temp dir must stay below the 107-byte AF_UNIX limit.
     temp_root = tempfile.mkdtemp(prefix="rgt", dir="/tmp")
-    head, dashboard, client, agent = _free_ports(4)
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_TEMP_ROOT": temp_root,
-        "RAY_HEAD_PORT": str(head),
-        "RAY_DASHBOARD_PORT": str(dashboard),
-        "RAY_CLIENT_PORT": str(client),
-        "RAY_AGENT_PORT": str(agent),  # the worker's agent uses agent + 1
         "RAY_NUM_CPUS": "2",
         "RAY_WORKER_NUM_CPUS": "1",
         "RAY_OBJECT_STORE_MB": "256",
@@ -108,11 +121,10 @@ def cluster(tiny_model_dir):
     }
     env.pop("RAY_ADDRESS", None)
     try:
-        started = _run(["bash", str(SCRIPTS / "start_local_head.sh")], env, timeout=180)
-        assert started.returncode == 0, started.stdout + started.stderr
+        start_head(env)
         joined = _run(["bash", str(SCRIPTS / "add_local_worker.sh"), "1"], env, timeout=120)
         assert joined.returncode == 0, joined.stdout + joined.stderr
-        yield SimpleNamespace(address=f"http://127.0.0.1:{dashboard}", env=env, temp_root=temp_root)
+        yield SimpleNamespace(address=dashboard_address(env), env=env, temp_root=temp_root)
     finally:
         stop_cluster(env, temp_root)
 

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _free_ports, _run, stop_cluster
+from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _run, dashboard_address, start_head, stop_cluster
 
 pytestmark = [
     pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900),
@@ -108,24 +108,20 @@ def _add_worker(cluster, n: int) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def cluster(tiny_model_dir):
-    if not (VENV_BIN / "ray").exists() and not shutil.which("ray"):
-        pytest.skip("no `ray` CLI (.venv/bin/ray or on PATH)")
+    assert (VENV_BIN / "ray").exists() or shutil.which("ray"), "no `ray` CLI (.venv/bin/ray or on PATH)"
     temp_root = tempfile.mkdtemp(prefix="rgm", dir="/tmp")  # short: AF_UNIX paths stay below 107 bytes
-    head, dashboard, client, agent = _free_ports(4)
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "RAY_TEMP_ROOT": temp_root, "RAY_HEAD_PORT": str(head), "RAY_DASHBOARD_PORT": str(dashboard),
-        "RAY_CLIENT_PORT": str(client), "RAY_AGENT_PORT": str(agent),  # worker N's agent: agent + N
+        "RAY_TEMP_ROOT": temp_root,
         "RAY_NUM_CPUS": "0",  # the head runs the driver and Train's controller (0 CPUs each), no workers
         "RAY_WORKER_NUM_CPUS": "1", "RAY_OBJECT_STORE_MB": "200", "RAY_AUTH_MODE": "disabled",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("RAY_ADDRESS", None)
-    ns = SimpleNamespace(address=f"http://127.0.0.1:{dashboard}", env=env, temp_root=temp_root)
     try:
-        started = _run(["bash", str(SCRIPTS / "start_local_head.sh")], env, timeout=180)
-        assert started.returncode == 0, started.stdout + started.stderr
+        start_head(env)
+        ns = SimpleNamespace(address=dashboard_address(env), env=env, temp_root=temp_root)
         for n in (1, 2):
             joined = _add_worker(ns, n)
             assert joined.returncode == 0, joined.stdout + joined.stderr

@@ -24,11 +24,9 @@ import pytest
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 def autoscaling_config(model_dir: str):
-    from processes import free_port
-
     from serve.testing import autoscaling_demo_config
 
-    return autoscaling_demo_config(model_dir, free_port(), free_port())
+    return autoscaling_demo_config(model_dir, 0, 0)  # the proxy and Ray bind free ports and report them
 
 
 def running_replicas() -> int:
@@ -147,14 +145,15 @@ def test_moderating_proxy_streams_through_serve_and_a_client_leaving_closes_the_
     # tested with a scripted guard in tests/serve/test_moderation.py
     payload["moderation"] = {"upstream": {"base_url": f"{up_url}/v1", "model": "upstream-llm"},
                              "check_every_tokens": 8, "threshold": 1.0}
-    from processes import free_port
-
-    dashboard_port = free_port()  # and the dashboard on loopback, so an operator's `serve status` works
-    payload["operations"].update({"dashboard": True, "dashboard_port": dashboard_port})
+    # and the dashboard on loopback, so an operator's `serve status` works (Ray moves off a taken port:
+    # the address is read back from Ray)
+    payload["operations"].update({"dashboard": True})
     url = start(ServeConfig.model_validate(payload), ready_timeout_s=300)
     try:
+        from jobs.serve import dashboard_url
+
         status = subprocess.run([sys.executable, "-m", "ray.serve.scripts", "status", "--address",
-                                 f"http://127.0.0.1:{dashboard_port}"], capture_output=True, text=True, timeout=120,
+                                 dashboard_url()], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "RAY_AUTH_MODE": "token"})
         assert status.returncode == 0, status.stderr[-2000:]
         assert "GuardDeployment" in status.stdout and "RUNNING" in status.stdout, status.stdout

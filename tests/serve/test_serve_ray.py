@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import random
-import socket
 import threading
 import time
 
@@ -26,12 +25,6 @@ pytestmark = [
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MODEL = "tiny-guard"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +51,9 @@ def app():
         "limits": {"max_body_bytes": 65536, "max_text_chars": 4000, "max_batch_items": 32, "max_pending_items": 40},
         "timeouts": {"request_s": 120, "max_request_s": 300},
         "guard": {"temperature": 0.0},
-        "http": {"host": "127.0.0.1", "port": _free_port()},
-        "operations": {"metrics_export_port": _free_port(), "dashboard": False},
+        # Port 0: the proxy and Ray's metrics exporter bind free ports themselves and report them.
+        "http": {"host": "127.0.0.1", "port": 0},
+        "operations": {"metrics_export_port": 0, "dashboard": False},
         "ray": {"num_cpus": 2},
     })
     url = start(config, ready_timeout_s=600)
@@ -280,7 +274,10 @@ def test_prometheus_metrics(app, http):
     assert _metric_sum(text, "ray_reasonguard_requests", mode="think", status="200") >= counts["ok"] + 3
     verdicts = sum(_metric_sum(text, "ray_reasonguard_verdicts", mode="think", verdict=v) for v in ("harmful", "unharmful", "unparsed"))
     assert verdicts >= 3
-    assert url.endswith(f":{app[1].operations.metrics_export_port}/metrics")  # the configured port, not a random one
+    import ray
+
+    bound = {n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]}
+    assert url.endswith(f":{bound.pop()}/metrics") and not url.endswith(":0/metrics")  # the port Ray bound, read back
     via_app = httpx.get(f"{app[0]}/metrics", timeout=30)  # the same exporter through the app's own port
     assert via_app.status_code == 200 and "ray_reasonguard_requests" in via_app.text
 
