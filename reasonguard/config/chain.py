@@ -6,7 +6,8 @@ that no stage produces. `stage_io` lists what one validated config reads and wri
 SFT files, checkpoints, datasets), from the same rules the stages follow (`<output_dir>/traces.parquet`,
 `<output_dir>/final`, ...); `check_chain` reports every read that no earlier stage writes and that is
 not declared external, every declared input nothing reads, and every output two stages would both
-write. `submit_commands` prints the chain as `ray job submit` commands (docs/paper-chain.md).
+write. `submit_commands` prints the chain as `ray job submit` commands (docs/paper-chain.md);
+`python -m jobs.chain` runs it on this machine (`rewrite_chain` moves it to another model or output root).
 
     python -m reasonguard.config.chain check cluster/chains/gpu.yaml
     python -m reasonguard.config.chain commands cluster/chains/gpu.yaml
@@ -347,6 +348,80 @@ def submit_commands(chain: Chain, prefix: str = "ray job submit $RT --") -> list
     return [submit_command(entry, prefix) for entry in chain.stages]
 
 
+# ------------------------------------------------------------------------------------- another scale or place
+
+
+def parse_replacements(pairs: list[str]) -> list[tuple[str, str]]:
+    """`OLD=NEW` pairs (`--replace smollm2=tiny --replace outputs/=outputs/chain_tiny/`)."""
+    out = []
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old:
+            raise ConfigError(f"--replace {pair!r}: expected OLD=NEW with a non-empty OLD")
+        out.append((old, new))
+    return out
+
+
+def replace_prefixes(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    """`value` (a config document, a `set` mapping) with every string that starts with an OLD starting
+    with its NEW instead (first match wins): a model alias (`smollm2` -> `tiny`) or an output root
+    (`outputs/` -> `outputs/chain_tiny/`) changes in every stage at once, and the chain stays one chain."""
+    if isinstance(value, str):
+        for old, new in replacements:
+            if value.startswith(old):
+                return new + value[len(old):]
+        return value
+    if isinstance(value, dict):
+        return {k: replace_prefixes(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_prefixes(v, replacements) for v in value]
+    return value
+
+
+def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str | Path, config_dir: str | Path) -> Chain:
+    """The chain with `replacements` applied to every stage config (written under `config_dir`, named by
+    position) and to its `set` values and external inputs; unchanged when there are none."""
+    if not replacements:
+        return chain
+    config_dir = Path(config_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    stages = []
+    for index, entry in enumerate(chain.stages, 1):
+        document = yaml.safe_load((Path(root) / entry.config).read_text())
+        path = config_dir / f"{index:02d}-{entry.stage}-{Path(entry.config).name}"
+        path.write_text(yaml.safe_dump(replace_prefixes(document, replacements), sort_keys=False))
+        stages.append(ChainStage(stage=entry.stage, config=str(path), set=replace_prefixes(dict(entry.set), replacements)))
+    external = ExternalInputs.model_validate(replace_prefixes(chain.external.model_dump(), replacements))
+    return chain.model_copy(update={"stages": stages, "external": external})
+
+
+def select_stages(chain: Chain, start: str | None = None, until: str | None = None) -> list[int]:
+    """0-based indices of the stages to run: from `start` through `until`, each a 1-based position or a
+    stage name (its first occurrence; `until`: its last)."""
+    def position(ref: str, last: bool) -> int:
+        if ref.isdigit():
+            index = int(ref) - 1
+            if not 0 <= index < len(chain.stages):
+                raise ConfigError(f"stage {ref}: the chain has stages 1..{len(chain.stages)}")
+            return index
+        found = [i for i, e in enumerate(chain.stages) if e.stage == ref]
+        if not found:
+            raise ConfigError(f"no stage {ref!r} in the chain; stages: {', '.join(dict.fromkeys(e.stage for e in chain.stages))}")
+        return found[-1] if last else found[0]
+
+    first = position(start, last=False) if start else 0
+    last = position(until, last=True) if until else len(chain.stages) - 1
+    if first > last:
+        raise ConfigError(f"--from {start} comes after --until {until}")
+    return list(range(first, last + 1))
+
+
+def stage_argv(entry: ChainStage) -> list[str]:
+    """The stage as a local process's arguments after the interpreter (`-m jobs.<stage> --config ... --set ...`)."""
+    return ["-m", f"jobs.{entry.stage}", "--config", entry.config,
+            *[arg for k, v in entry.set.items() for arg in ("--set", f"{k}={_yaml_scalar(v)}")]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reasonguard.config.chain", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["check", "commands", "io"])
@@ -374,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Artifact", "Chain", "ChainStage", "ExternalInputs", "StageIO", "check_chain", "check_chain_file", "load_chain",
-           "load_stage_configs", "stage_io", "submit_command", "submit_commands"]
+           "load_stage_configs", "parse_replacements", "replace_prefixes", "rewrite_chain", "select_stages", "stage_argv",
+           "stage_io", "submit_command", "submit_commands"]
 
 
 if __name__ == "__main__":

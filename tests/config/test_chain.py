@@ -134,3 +134,62 @@ def test_submit_commands_carry_the_overrides(repo_root):
     assert ("ray job submit $RT -- python -m jobs.sft_data --config cluster/configs/sft_data_local.yaml "
             "--set 'traces=[outputs/shorten_local, outputs/shorten_topic_local]'") in commands
     assert len(commands) == len(chain.stages)
+
+
+# ------------------------------------------------------------------------------------- another scale or place
+
+
+def test_replace_prefixes_rewrites_aliases_and_path_roots_everywhere():
+    from reasonguard.config.chain import replace_prefixes
+
+    pairs = [("smollm2", "tiny"), ("outputs/", "outputs/t/")]
+    doc = {"model": "smollm2", "engine": {"model": "smollm2", "kind": "vllm"}, "output_dir": "outputs/x",
+           "traces": ["outputs/a", "elsewhere/outputs/b"], "run_name": "sft-smollm2-local", "limit": 24, "flag": None}
+    assert replace_prefixes(doc, pairs) == {
+        "model": "tiny", "engine": {"model": "tiny", "kind": "vllm"}, "output_dir": "outputs/t/x",
+        "traces": ["outputs/t/a", "elsewhere/outputs/b"], "run_name": "sft-smollm2-local", "limit": 24, "flag": None}
+    assert replace_prefixes("outputs/x", [("out", "A"), ("outputs/", "B")]) == "Aputs/x"  # the first match wins
+
+
+def test_a_replacement_without_old_is_refused():
+    from reasonguard.config import ConfigError
+    from reasonguard.config.chain import parse_replacements
+
+    assert parse_replacements(["smollm2=tiny", "a=b=c"]) == [("smollm2", "tiny"), ("a", "b=c")]
+    for bad in ("smollm2", "=tiny"):
+        with pytest.raises(ConfigError, match="OLD=NEW"):
+            parse_replacements([bad])
+
+
+def test_the_local_chain_moved_to_the_tiny_model_and_another_root_still_chains(repo_root, tmp_path):
+    from reasonguard.config.chain import rewrite_chain, stage_argv
+
+    chain = load_chain(repo_root / "cluster/chains/local.yaml")
+    moved = rewrite_chain(chain, [("smollm2", "tiny"), ("outputs/", "outputs/tiny/")], repo_root, tmp_path)
+    configs = load_stage_configs(moved, repo_root)
+    assert check_chain(moved, configs) == []
+    assert len(list(tmp_path.glob("*.yaml"))) == len(chain.stages) == len(moved.stages)
+    assert "tiny" in moved.external.models and "smollm2" not in moved.external.models
+    train = configs[[s.stage for s in moved.stages].index("train")]
+    assert train.model == "tiny" and str(train.output_dir) == "outputs/tiny/train_local"
+    predict = moved.stages[[s.stage for s in moved.stages].index("predict")]
+    assert stage_argv(predict) == ["-m", "jobs.predict", "--config", predict.config,
+                                   "--set", "engine.model=outputs/tiny/train_local/final"]
+    assert rewrite_chain(chain, [], repo_root, tmp_path / "unused") is chain and not (tmp_path / "unused").exists()
+
+
+def test_select_stages_by_position_or_name(repo_root):
+    from reasonguard.config import ConfigError
+    from reasonguard.config.chain import select_stages
+
+    chain = load_chain(repo_root / "cluster/chains/local.yaml")
+    n = len(chain.stages)
+    assert select_stages(chain) == list(range(n))
+    assert select_stages(chain, "3", "4") == [2, 3]
+    stages = [s.stage for s in chain.stages]
+    assert select_stages(chain, "evaluate", "evaluate") == list(range(stages.index("evaluate"), n - 1 - stages[::-1].index("evaluate") + 1))
+    assert select_stages(chain, "serve") == [n - 1]
+    for start, until, message in (("0", None, "stages 1.."), (str(n + 1), None, "stages 1.."),
+                                  ("nosuch", None, "no stage 'nosuch'"), ("serve", "distill", "comes after")):
+        with pytest.raises(ConfigError, match=message):
+            select_stages(chain, start, until)

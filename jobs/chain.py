@@ -1,0 +1,95 @@
+"""Run a declared chain (cluster/chains/*.yaml) on this machine, stage after stage.
+
+Each stage is its own `python -m jobs.<stage>` process with its own local Ray, as it would be under
+`ray job submit`; the chain is checked statically first (every input produced earlier or declared) and
+stops at the first stage that fails, naming it and showing its log's end. Every stage resumes the
+work it finished, so running the chain again after a failure or a kill redoes only what is missing
+(`--from` skips the stages before one). Logs and `chain_run.json` (one record per stage, written as
+each stage ends) go to `--logs`.
+
+    python -m jobs.chain cluster/chains/local.yaml
+    python -m jobs.chain cluster/chains/local.yaml --from train --until evaluate
+    python -m jobs.chain cluster/chains/local.yaml --replace smollm2=tiny --replace outputs/=outputs/chain_tiny/
+
+`--replace OLD=NEW` rewrites every config value that starts with OLD (a model alias, an output root):
+the whole chain on the tiny random model, or into another folder, without editing a config.
+On a cluster, submit the same stages with `python -m reasonguard.config.chain commands` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reasonguard.config import ConfigError
+from reasonguard.config.chain import (
+    check_chain, load_chain, load_stage_configs, parse_replacements, rewrite_chain, select_stages, stage_argv)
+
+LOG_TAIL_LINES = 40
+
+
+def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: str | None = None,
+              until: str | None = None, root: str = ".", dry_run: bool = False) -> int:
+    """0 when every selected stage succeeded; 2 for a chain that does not check; else the failing
+    stage's exit status."""
+    try:
+        chain = rewrite_chain(load_chain(chain_path), parse_replacements(list(replacements)), root, logs / "configs")
+        problems = check_chain(chain, load_stage_configs(chain, root))
+        selected = select_stages(chain, start, until)
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if problems:
+        print(f"error: {chain_path} does not chain:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    total = len(chain.stages)
+    if dry_run:
+        for index in selected:
+            print(f"[{index + 1}/{total}] python " + " ".join(stage_argv(chain.stages[index])))
+        return 0
+    logs.mkdir(parents=True, exist_ok=True)
+    record_path = logs / "chain_run.json"
+    records: list[dict] = []
+    for index in selected:
+        entry = chain.stages[index]
+        log_path = logs / f"{index + 1:02d}-{entry.stage}.log"
+        argv = [sys.executable, *stage_argv(entry)]
+        print(f"[{index + 1}/{total}] {entry.stage} ({entry.config}) ... log {log_path}", flush=True)
+        started = time.monotonic()
+        with open(log_path, "wb") as log:
+            code = subprocess.call(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        seconds = round(time.monotonic() - started, 1)
+        records.append({"position": index + 1, "stage": entry.stage, "config": entry.config, "set": entry.set,
+                        "command": argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path)})
+        record_path.write_text(json.dumps({"chain": chain_path, "stages": records}, indent=2))
+        if code != 0:
+            tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            print("\n".join(tail), file=sys.stderr)
+            print(f"error: stage {index + 1}/{total} ({entry.stage}, {entry.config}) failed with exit {code} after "
+                  f"{seconds:.0f} s; fix it and re-run with --from {index + 1} (finished work is kept)", file=sys.stderr)
+            return code
+        print(f"[{index + 1}/{total}] {entry.stage} done in {seconds:.0f} s", flush=True)
+    print(f"chain done: {len(records)} stages in {sum(r['seconds'] for r in records):.0f} s ({record_path})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.chain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("chain", help="a chain file, e.g. cluster/chains/local.yaml")
+    parser.add_argument("--logs", default="outputs/chain_logs", help="stage logs and chain_run.json (default outputs/chain_logs)")
+    parser.add_argument("--replace", action="append", default=[], metavar="OLD=NEW",
+                        help="rewrite config values starting with OLD (repeatable), e.g. smollm2=tiny")
+    parser.add_argument("--from", dest="start", help="first stage to run: its position (1-based) or name")
+    parser.add_argument("--until", help="last stage to run: its position or name (its last occurrence)")
+    parser.add_argument("--root", default=".", help="repository root the config paths are relative to")
+    parser.add_argument("--dry-run", action="store_true", help="check the chain and print the stage commands; run nothing")
+    args = parser.parse_args(argv)
+    return run_chain(args.chain, Path(args.logs), args.replace, args.start, args.until, args.root, args.dry_run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

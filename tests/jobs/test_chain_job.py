@@ -1,0 +1,67 @@
+"""`python -m jobs.chain`: the stages of a chain file run in order as their own processes, the run
+stops at the first failing stage (named, its log shown), records every finished stage, and resumes
+with --from. Real stage processes (sft_data: seconds, no Ray)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import yaml
+
+LABELLED = {"traces": [], "labelled": [{"dataset": "demo", "split": "train", "limit": 8}], "mode": "no_think"}
+
+
+def write_chain(root, stages: list[dict], external: dict) -> None:
+    (root / "a.yaml").write_text(yaml.safe_dump({**LABELLED, "output": "outputs/a/sft.parquet"}))
+    (root / "b.yaml").write_text(yaml.safe_dump({"traces": ["missing/traces.parquet"], "mode": "no_think",
+                                                 "output": "outputs/b/sft.parquet"}))
+    (root / "chain.yaml").write_text(yaml.safe_dump({"external": external, "stages": stages}))
+
+
+def run_chain(root, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs.chain", "chain.yaml", "--logs", "logs", *args],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+
+
+STAGES = [{"stage": "sft_data", "config": "a.yaml"}, {"stage": "sft_data", "config": "b.yaml"},
+          {"stage": "sft_data", "config": "a.yaml", "set": {"output": "outputs/c/sft.parquet"}}]
+
+
+def test_the_chain_stops_at_the_failing_stage_and_resumes_from_it(tmp_path):
+    write_chain(tmp_path, STAGES, {"datasets": ["demo"], "paths": ["missing/traces.parquet"]})
+    failed = run_chain(tmp_path)
+    assert failed.returncode == 2, failed.stderr
+    assert "stage 2/3 (sft_data, b.yaml) failed with exit 2" in failed.stderr and "--from 2" in failed.stderr
+    assert "missing/traces.parquet" in failed.stderr  # the stage's own message, from its log's end
+    record = json.loads((tmp_path / "logs/chain_run.json").read_text())
+    assert [(s["position"], s["exit_code"]) for s in record["stages"]] == [(1, 0), (2, 2)]
+    assert pq.read_table(tmp_path / "outputs/a/sft.parquet").num_rows == 8
+    assert not (tmp_path / "outputs/c").exists()  # nothing after the failure ran
+
+    write_chain(tmp_path, STAGES, {"datasets": ["demo"]})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**LABELLED, "output": "outputs/b/sft.parquet"}))  # fixed
+    resumed = run_chain(tmp_path, "--from", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[1/3]" not in resumed.stdout and "chain done: 2 stages" in resumed.stdout
+    assert [s["position"] for s in json.loads((tmp_path / "logs/chain_run.json").read_text())["stages"]] == [2, 3]
+    assert pq.read_table(tmp_path / "outputs/c/sft.parquet").num_rows == 8  # the stage's --set applied
+
+
+def test_a_chain_that_does_not_chain_runs_nothing(tmp_path):
+    write_chain(tmp_path, [{"stage": "sft_data", "config": "b.yaml"}], {"datasets": ["demo"]})
+    result = run_chain(tmp_path)
+    assert result.returncode == 2
+    assert "does not chain" in result.stderr and "missing/traces.parquet" in result.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_replacements_move_the_chain_and_dry_run_prints_the_commands(tmp_path):
+    write_chain(tmp_path, [{"stage": "sft_data", "config": "a.yaml"}], {"datasets": ["demo"]})
+    result = run_chain(tmp_path, "--replace", "outputs/=elsewhere/", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1/1] python -m jobs.sft_data --config logs/configs/01-sft_data-a.yaml"
+    assert yaml.safe_load((tmp_path / "logs/configs/01-sft_data-a.yaml").read_text())["output"] == "elsewhere/a/sft.parquet"
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "elsewhere").exists()
