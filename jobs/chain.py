@@ -35,7 +35,7 @@ LOG_TAIL_LINES = 40
 def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: str | None = None,
               until: str | None = None, root: str = ".", dry_run: bool = False) -> int:
     """0 when every selected stage succeeded; 2 for a chain that does not check; else the failing
-    stage's exit status."""
+    stage's exit status. Config paths and `logs` are relative to `root` (the repository root)."""
     try:
         chain = rewrite_chain(load_chain(chain_path), parse_replacements(list(replacements)), root, logs / "configs")
         problems = check_chain(chain, load_stage_configs(chain, root))
@@ -51,6 +51,7 @@ def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: 
         for index in selected:
             print(f"[{index + 1}/{total}] python " + " ".join(stage_argv(chain.stages[index])))
         return 0
+    logs = Path(root) / logs  # stage processes run in `root`: their logs and configs are found from there
     logs.mkdir(parents=True, exist_ok=True)
     record_path = logs / "chain_run.json"
     records: list[dict] = []

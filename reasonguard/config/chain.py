@@ -379,17 +379,17 @@ def replace_prefixes(value: Any, replacements: list[tuple[str, str]]) -> Any:
 
 
 def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str | Path, config_dir: str | Path) -> Chain:
-    """The chain with `replacements` applied to every stage config (written under `config_dir`, named by
-    position) and to its `set` values and external inputs; unchanged when there are none."""
+    """The chain with `replacements` applied to every stage config (written under `config_dir`, relative
+    to `root`, named by position) and to its `set` values and external inputs; unchanged when there are none."""
     if not replacements:
         return chain
-    config_dir = Path(config_dir)
-    config_dir.mkdir(parents=True, exist_ok=True)
+    config_dir = Path(config_dir)  # relative to `root`, as the chain's config paths are
+    (Path(root) / config_dir).mkdir(parents=True, exist_ok=True)
     stages = []
     for index, entry in enumerate(chain.stages, 1):
         document = yaml.safe_load((Path(root) / entry.config).read_text())
         path = config_dir / f"{index:02d}-{entry.stage}-{Path(entry.config).name}"
-        path.write_text(yaml.safe_dump(replace_prefixes(document, replacements), sort_keys=False))
+        (Path(root) / path).write_text(yaml.safe_dump(replace_prefixes(document, replacements), sort_keys=False))
         stages.append(ChainStage(stage=entry.stage, config=str(path), set=replace_prefixes(dict(entry.set), replacements)))
     external = ExternalInputs.model_validate(replace_prefixes(chain.external.model_dump(), replacements))
     return chain.model_copy(update={"stages": stages, "external": external})
