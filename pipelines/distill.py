@@ -40,6 +40,7 @@ def run_distill(
     policy=None,
     max_sentences: int = 8,
     tokenizer: str | None = None,
+    constrained: bool = False,
 ) -> Path:
     """Distill every labelled item not yet in `output_dir/parts`, then write traces, rejected and stats."""
     out = Path(output_dir)
@@ -52,7 +53,8 @@ def run_distill(
         work += work_rows(usable, name, done)
     log.info("%d items to distill (%d already done, %d without a gold label)", len(work), len(done), unlabelled)
     if work:
-        pre = partial(teacher_request_row, sampling=sampling, policy=policy, max_sentences=max_sentences)
+        pre = partial(teacher_request_row, sampling=sampling, policy=policy, max_sentences=max_sentences,
+                      constrained=constrained)
         post = partial(teacher_result_row, filters=filters, teacher_model=engine_config.model, policy=policy,
                        count_tokens=token_counter(tokenizer, engine_config))
         rows = generate(work, engine_config, pre, post, pipeline)
@@ -84,7 +86,8 @@ def run_identity(config: DistillConfig) -> dict:
     from reasonguard.run_identity import engine_identity
 
     return {"engine": engine_identity(config.engine),
-            **config.model_dump(mode="json", include={"sampling", "max_sentences", "policy", "filters"})}
+            **config.model_dump(mode="json", include={"sampling", "max_sentences", "policy", "filters"}),
+            **({"constrained": True} if config.constrained else {})}  # absent when off: earlier runs still match
 
 
 def run(config: DistillConfig, restart_on_change: bool = False) -> Path:
@@ -106,6 +109,7 @@ def run(config: DistillConfig, restart_on_change: bool = False) -> Path:
     run_distill(
         datasets, out, engine_config=config.engine, sampling=config.sampling.to_sampling(), filters=config.filters,
         pipeline=config.pipeline, policy=config.policy, max_sentences=config.max_sentences, tokenizer=config.tokenizer,
+        constrained=config.constrained,
     )
     print(_summary(out))
     return out

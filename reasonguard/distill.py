@@ -198,9 +198,18 @@ def teacher_messages(example: GuardExample, policy=None, max_sentences: int = 8)
     return [{"role": "user", "content": prompt}]
 
 
-def teacher_request_row(row: dict, sampling: SamplingConfig, policy=None, max_sentences: int = 8) -> dict:
-    """Preprocess: work row -> chat messages + sampling params."""
-    return {**row, "messages": teacher_messages(example_of(row), policy, max_sentences), "sampling_params": sampling.to_params()}
+def teacher_request_row(row: dict, sampling: SamplingConfig, policy=None, max_sentences: int = 8,
+                        constrained: bool = False) -> dict:
+    """Preprocess: work row -> chat messages + sampling params. `constrained` holds the teacher to the
+    trace format (the guard's think format: reasoning block, then both verdict lines) through the
+    verdict logits processor every engine of ours carries; which verdict stays the teacher's choice."""
+    example = example_of(row)
+    params = sampling.to_params()
+    if constrained:
+        from reasonguard.decoding import VerdictSpec
+
+        params["extra_args"] = VerdictSpec("think", has_response=example.response is not None).to_extra_args()
+    return {**row, "messages": teacher_messages(example, policy, max_sentences), "sampling_params": params}
 
 
 def trace_record(

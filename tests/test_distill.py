@@ -311,3 +311,58 @@ def test_job_entrypoints_dry_run(capsys, repo_root):
     assert "max_sentences: 3" in capsys.readouterr().out
     assert shorten.main(["--config", str(configs / "shorten_gpu.yaml"), "--dry-run"]) == 0
     assert distill.main(["--config", str(configs / "distill_local.yaml"), "--set", "filters.max_word_run=0"]) == 2
+
+
+# ------------------------------------------------------------------------------------- constrained teacher
+
+
+def test_constrained_teacher_rows_carry_the_think_spec_for_their_item():
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.distill import teacher_request_row, work_rows
+
+    examples = [GuardExample(id="p", source="mine", prompt="How do I bake bread?", prompt_harm_label="unharmful"),
+                GuardExample(id="r", source="mine", prompt="Hi", response="Hello", prompt_harm_label="unharmful",
+                             response_harm_label="unharmful")]
+    rows = work_rows(examples, "mine")
+    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=64)
+    free = teacher_request_row(rows[0], sampling)
+    assert "extra_args" not in free["sampling_params"]
+    specs = [VerdictSpec.from_extra_args(teacher_request_row(r, sampling, constrained=True)["sampling_params"]["extra_args"])
+             for r in rows]
+    assert specs == [VerdictSpec("think", has_response=False), VerdictSpec("think", has_response=True)]
+
+
+def test_constrained_teacher_needs_a_local_engine():
+    base = {"engine": {"kind": "openai", "model": "teacher", "base_url": "http://127.0.0.1:9/v1"},
+            "data": [{"dataset": "demo", "split": "train"}], "constrained": True}
+    with pytest.raises(ConfigError, match="local engine"):
+        validate_config(DistillConfig, base)
+    assert validate_config(DistillConfig, {**base, "constrained": False}).constrained is False
+
+
+def test_constrained_tiny_teacher_writes_parsable_traces(tiny_model_dir):
+    """The tiny random model as teacher, through the transformers engine as the engine actor drives it
+    (spec from the row's extra_args): unconstrained nothing parses; constrained every trace has its
+    think block and both verdict lines, and only the content filters decide what is kept."""
+    from reasonguard.datasets import load_demo
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.distill import teacher_request_row, trace_record, work_rows
+    from reasonguard.engines import build_engine
+
+    engine = build_engine({"kind": "transformers", "model": tiny_model_dir, "device": "cpu", "batch_size": 8})
+    examples = [ex for ex in load_demo() if ex.response is not None][:2] + [ex for ex in load_demo() if ex.response is None][:2]
+    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=48, seed=0)
+    drops = {}
+    for constrained in (False, True):
+        rows = [teacher_request_row(r, sampling, constrained=constrained) for r in work_rows(examples, "demo")]
+        specs = [VerdictSpec.from_extra_args(r["sampling_params"].get("extra_args")) for r in rows]
+        outputs = engine.generate([r["messages"] for r in rows], sampling, specs if constrained else None)
+        records = [trace_record(ex, "demo", out.generations[0].text, TraceFilters(), teacher_model="tiny")
+                   for ex, out in zip(examples, outputs, strict=True)]
+        drops[constrained] = [r["drop_reasons"] for r in records]
+        if constrained:
+            assert all(out.generations[0].text.lstrip().startswith("<think>") for out in outputs)
+            assert all(r["teacher_prompt_harm"] in ("harmful", "unharmful") for r in records), records
+            assert [r["teacher_response_harm"] for r in records][2:] == [None, None]  # prompt-only: Response harm: None
+    assert all("unparsable" in d for d in drops[False]), drops[False]
+    assert not any("unparsable" in d for d in drops[True]), drops[True]

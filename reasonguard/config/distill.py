@@ -49,6 +49,11 @@ class DistillConfig(StrictModel):
         description="Teacher decoding (max_tokens bounds the whole trace plus the verdict lines).",
     )
     max_sentences: int = Field(8, ge=1, description="The teacher prompt asks for at most this many sentences.")
+    constrained: bool = Field(
+        False, description="Hold the teacher to the trace format with verdict-safe decoding (a think block, closed in "
+        "time, then the two verdict lines; the verdict itself stays the teacher's choice, so the gold-label filter "
+        "still judges it). For small teachers that drift from the format; local engines only (vllm, transformers).",
+    )
     policy: PolicySpec = Field(None, description="None = Aegis 2.0 taxonomy; a list of categories; or free text.")
     filters: TraceFilters = Field(default_factory=TraceFilters)
     tokenizer: str | None = Field(
@@ -64,4 +69,7 @@ class DistillConfig(StrictModel):
         names = [d.display_name for d in self.data]
         if len(set(names)) != len(names):
             raise ValueError(f"data names must be unique (set 'name' to tell them apart): {names}")
+        if self.constrained and self.engine.kind == "openai":
+            raise ValueError("constrained: verdict-safe decoding runs inside a local engine (kind vllm or transformers); "
+                             "an OpenAI-compatible teacher cannot take it")
         return self
