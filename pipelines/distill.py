@@ -53,6 +53,11 @@ def run_distill(
         work += work_rows(usable, name, done)
     log.info("%d items to distill (%d already done, %d without a gold label)", len(work), len(done), unlabelled)
     if work:
+        if constrained:  # the think block and both verdict lines must fit the teacher's max_tokens
+            from pipelines.predict import room_for_verdicts
+            from reasonguard.models import resolve_model
+
+            sampling = room_for_verdicts({"think": sampling}, resolve_model(engine_config.model))["think"]
         pre = partial(teacher_request_row, sampling=sampling, policy=policy, max_sentences=max_sentences,
                       constrained=constrained)
         post = partial(teacher_result_row, filters=filters, teacher_model=engine_config.model, policy=policy,
