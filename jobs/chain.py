@@ -25,11 +25,31 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from reasonguard.config import ConfigError
 from reasonguard.config.chain import (
-    check_chain, load_chain, load_stage_configs, parse_replacements, rewrite_chain, select_stages, stage_argv)
+    Chain, ChainStage, ExternalInputs, check_chain, load_chain, load_stage_configs, parse_replacements, replace_prefixes,
+    select_stages, stage_argv)
 
 LOG_TAIL_LINES = 40
+
+
+def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str | Path, config_dir: str | Path) -> Chain:
+    """The chain with `replacements` applied to every stage config (written under `config_dir`, relative
+    to `root`, named by position) and to its `set` values and external inputs; unchanged when there are none."""
+    if not replacements:
+        return chain
+    config_dir = Path(config_dir)  # relative to `root`, as the chain's config paths are
+    (Path(root) / config_dir).mkdir(parents=True, exist_ok=True)
+    stages = []
+    for index, entry in enumerate(chain.stages, 1):
+        document = yaml.safe_load((Path(root) / entry.config).read_text())
+        path = config_dir / f"{index:02d}-{entry.stage}-{Path(entry.config).name}"
+        (Path(root) / path).write_text(yaml.safe_dump(replace_prefixes(document, replacements), sort_keys=False))
+        stages.append(ChainStage(stage=entry.stage, config=str(path), set=replace_prefixes(dict(entry.set), replacements)))
+    external = ExternalInputs.model_validate(replace_prefixes(chain.external.model_dump(), replacements))
+    return chain.model_copy(update={"stages": stages, "external": external})
 
 
 def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: str | None = None,

@@ -7,7 +7,7 @@ SFT files, checkpoints, datasets), from the same rules the stages follow (`<outp
 `<output_dir>/final`, ...); `check_chain` reports every read that no earlier stage writes and that is
 not declared external, every declared input nothing reads, and every output two stages would both
 write. `submit_commands` prints the chain as `ray job submit` commands (docs/paper-chain.md);
-`python -m jobs.chain` runs it on this machine (`rewrite_chain` moves it to another model or output root).
+`python -m jobs.chain` runs it on this machine (`replace_prefixes` moves it to another model or output root).
 
     python -m reasonguard.config.chain check cluster/chains/gpu.yaml
     python -m reasonguard.config.chain commands cluster/chains/gpu.yaml
@@ -378,23 +378,6 @@ def replace_prefixes(value: Any, replacements: list[tuple[str, str]]) -> Any:
     return value
 
 
-def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str | Path, config_dir: str | Path) -> Chain:
-    """The chain with `replacements` applied to every stage config (written under `config_dir`, relative
-    to `root`, named by position) and to its `set` values and external inputs; unchanged when there are none."""
-    if not replacements:
-        return chain
-    config_dir = Path(config_dir)  # relative to `root`, as the chain's config paths are
-    (Path(root) / config_dir).mkdir(parents=True, exist_ok=True)
-    stages = []
-    for index, entry in enumerate(chain.stages, 1):
-        document = yaml.safe_load((Path(root) / entry.config).read_text())
-        path = config_dir / f"{index:02d}-{entry.stage}-{Path(entry.config).name}"
-        (Path(root) / path).write_text(yaml.safe_dump(replace_prefixes(document, replacements), sort_keys=False))
-        stages.append(ChainStage(stage=entry.stage, config=str(path), set=replace_prefixes(dict(entry.set), replacements)))
-    external = ExternalInputs.model_validate(replace_prefixes(chain.external.model_dump(), replacements))
-    return chain.model_copy(update={"stages": stages, "external": external})
-
-
 def select_stages(chain: Chain, start: str | None = None, until: str | None = None) -> list[int]:
     """0-based indices of the stages to run: from `start` through `until`, each a 1-based position or a
     stage name (its first occurrence; `until`: its last)."""
@@ -449,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Artifact", "Chain", "ChainStage", "ExternalInputs", "StageIO", "check_chain", "check_chain_file", "load_chain",
-           "load_stage_configs", "parse_replacements", "replace_prefixes", "rewrite_chain", "select_stages", "stage_argv",
+           "load_stage_configs", "parse_replacements", "replace_prefixes", "select_stages", "stage_argv",
            "stage_io", "submit_command", "submit_commands"]
 
 

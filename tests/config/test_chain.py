@@ -162,7 +162,8 @@ def test_a_replacement_without_old_is_refused():
 
 
 def test_the_local_chain_moved_to_the_tiny_model_and_another_root_still_chains(repo_root, tmp_path):
-    from reasonguard.config.chain import rewrite_chain, stage_argv
+    from jobs.chain import rewrite_chain
+    from reasonguard.config.chain import stage_argv
 
     chain = load_chain(repo_root / "cluster/chains/local.yaml")
     moved = rewrite_chain(chain, [("smollm2", "tiny"), ("outputs/", "outputs/tiny/")], repo_root, tmp_path)
