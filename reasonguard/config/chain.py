@@ -341,7 +341,7 @@ def submit_command(entry: ChainStage, prefix: str = "ray job submit $RT --") -> 
 
 
 def _yaml_scalar(value: Any) -> str:
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip().removesuffix("\n...")
 
 
 def submit_commands(chain: Chain, prefix: str = "ray job submit $RT --") -> list[str]:
