@@ -132,7 +132,8 @@ def test_submit_commands_carry_the_overrides(repo_root):
     commands = submit_commands(chain)
     assert commands[0] == "ray job submit $RT -- python -m jobs.distill --config cluster/configs/distill_local.yaml"
     assert ("ray job submit $RT -- python -m jobs.sft_data --config cluster/configs/sft_data_local.yaml "
-            "--set 'traces=[outputs/shorten_local, outputs/shorten_topic_local]'") in commands
+            "--set 'traces=[outputs/shorten_local, outputs/shorten_topic_local]' "
+            "--set 'labelled=[{dataset: demo, limit: 24, split: train}]'") in commands  # a list of mappings on one line
     assert len(commands) == len(chain.stages)
 
 
