@@ -60,6 +60,21 @@ def training_prompts(config: TrainConfig, rows: list[dict] | None = None) -> lis
     return [{"prompt": r["prompt"]} for r in (rows if rows is not None else built_rows(config))]
 
 
+def for_workers(config: TrainConfig) -> TrainConfig:
+    """The config as Ray Train workers get it: a local model or adapter folder given relative to the
+    driver's working directory made absolute (a worker runs in its own directory, where the relative
+    path does not exist and transformers would take it for a hub id)."""
+    def absolute(ref: str | None) -> str | None:
+        if ref and Path(ref).expanduser().exists():
+            return str(Path(ref).expanduser().resolve())
+        return ref
+
+    update = {"model": absolute(config.model)}
+    if config.lora is not None and config.lora.init_adapter:
+        update["lora"] = config.lora.model_copy(update={"init_adapter": absolute(config.lora.init_adapter)})
+    return config.model_copy(update=update)
+
+
 def fit(config: TrainConfig, rows: list[dict] | None = None):
     """Run the TorchTrainer and return Ray's `Result` (metrics, latest checkpoint)."""
     import ray.data
@@ -85,7 +100,7 @@ def fit(config: TrainConfig, rows: list[dict] | None = None):
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": config.model_dump(mode="json")},
+        train_loop_config={"train": for_workers(config).model_dump(mode="json")},
         scaling_config=scaling,
         run_config=run_config,
         # Materialised before the workers take their CPUs: on a small machine the workers hold every

@@ -48,3 +48,20 @@ def test_sft_data_local_config(repo_root):
     cfg = load_config(repo_root / "cluster" / "configs" / "sft_data_local.yaml", SftDataConfig)
     assert cfg.mode == "dual" and cfg.budget == "full" and cfg.traces
     assert _load(repo_root, "train_local.yaml").data.sft_path == cfg.output
+
+
+def test_ray_train_workers_get_local_model_folders_as_absolute_paths(repo_root, tmp_path, monkeypatch):
+    """A worker runs in its own directory: `outputs/train_local/final` relative to the driver would not
+    exist there and transformers would take it for a hub id (found running the local chain's mining)."""
+    from pipelines.train import for_workers
+
+    (tmp_path / "outputs/guard/final").mkdir(parents=True)
+    (tmp_path / "adapter").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = _load(repo_root, "train_local.yaml").model_copy(update={"model": "outputs/guard/final"})
+    assert for_workers(cfg).model == str(tmp_path / "outputs/guard/final")
+    assert cfg.model == "outputs/guard/final"  # the driver's config (identity, records) is left as written
+    for ref in ("smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", "outputs/missing"):  # aliases, hub ids: as they are
+        assert for_workers(cfg.model_copy(update={"model": ref})).model == ref
+    lora = TrainConfig.model_validate({**cfg.model_dump(mode="json"), "lora": {"init_adapter": "adapter"}})
+    assert for_workers(lora).lora.init_adapter == str(tmp_path / "adapter")
