@@ -54,7 +54,7 @@ def run_distill(
     log.info("%d items to distill (%d already done, %d without a gold label)", len(work), len(done), unlabelled)
     if work:
         if constrained:  # the think block and both verdict lines must fit the teacher's max_tokens
-            from pipelines.predict import room_for_verdicts
+            from pipelines.llm import room_for_verdicts
             from reasonguard.models import resolve_model
 
             sampling = room_for_verdicts({"think": sampling}, resolve_model(engine_config.model))["think"]

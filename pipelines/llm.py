@@ -15,11 +15,18 @@ column names) and `__inference_error__` when the engine failed on that row.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    from reasonguard.engines.base import SamplingConfig
 
 CPU_STAGE = {"enabled": True, "num_cpus": 0.1}
+
+log = logging.getLogger(__name__)
 
 
 def skipped_postprocess(row: dict, output_column: str) -> bool:
@@ -273,3 +280,21 @@ def generate(work: list[dict], engine_config, pre: Callable[[dict], dict], post:
         ds = engine_stage(ds, engine_config.model_dump(exclude_unset=True), pre, post, batch_size=pipeline.batch_size,
                           concurrency=pipeline.concurrency, gpus_per_replica=pipeline.gpus_per_replica)
     yield from ds.iter_rows()
+
+
+def room_for_verdicts(sampling_by_mode: dict[str, SamplingConfig], vocab_source: str,
+                      categories: bool = False) -> dict[str, SamplingConfig]:
+    """Raise a mode's max_tokens to what its constrained verdict needs (with the response line and, when
+    asked, the categories line), with a warning."""
+    from reasonguard.decoding import VerdictSpec
+    from reasonguard.engines.vocab import cached_vocabulary
+
+    vocab = cached_vocabulary(vocab_source)
+    out = {}
+    for mode, sampling in sampling_by_mode.items():
+        need = vocab.min_max_tokens(VerdictSpec(mode, has_response=True, categories=categories))
+        if sampling.max_tokens < need:
+            log.warning("mode %s: max_tokens %d cannot hold the constrained verdict; raised to %d", mode, sampling.max_tokens, need)
+            sampling = dataclasses.replace(sampling, max_tokens=need)
+        out[mode] = sampling
+    return out

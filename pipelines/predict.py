@@ -24,24 +24,6 @@ KEY = ["dataset", "item_id", "mode", "sample_idx"]
 PREDICTION_COLUMNS = [f.name for f in dataclasses.fields(PredictionRow)]
 
 
-def room_for_verdicts(sampling_by_mode: dict[str, SamplingConfig], vocab_source: str,
-                      categories: bool = False) -> dict[str, SamplingConfig]:
-    """Raise a mode's max_tokens to what its constrained verdict needs (with the response line and, when
-    asked, the categories line), with a warning."""
-    from reasonguard.decoding import VerdictSpec
-    from reasonguard.engines.vocab import cached_vocabulary
-
-    vocab = cached_vocabulary(vocab_source)
-    out = {}
-    for mode, sampling in sampling_by_mode.items():
-        need = vocab.min_max_tokens(VerdictSpec(mode, has_response=True, categories=categories))
-        if sampling.max_tokens < need:
-            log.warning("mode %s: max_tokens %d cannot hold the constrained verdict; raised to %d", mode, sampling.max_tokens, need)
-            sampling = dataclasses.replace(sampling, max_tokens=need)
-        out[mode] = sampling
-    return out
-
-
 def run_predictions(
     datasets: dict[str, Sequence[GuardExample]],
     modes: Sequence[str],
@@ -90,6 +72,8 @@ class PredictionStream:
         constrained = constrained and engine_config.kind != "openai"  # a remote server decodes freely
         vocab_source = resolve_model(engine_config.model) if constrained else None
         if constrained:
+            from pipelines.llm import room_for_verdicts
+
             sampling_by_mode = room_for_verdicts(sampling_by_mode, vocab_source, categories)
         self.pre = partial(request_row, sampling_by_mode=sampling_by_mode, policy=policy, constrained=constrained,
                            vocab_source=vocab_source, categories=categories)
