@@ -13,7 +13,15 @@ each stage ends) go to `--logs`.
 
 `--replace OLD=NEW` rewrites every config value that starts with OLD (a model alias, an output root):
 the whole chain on the tiny random model, or into another folder, without editing a config.
-On a cluster, submit the same stages with `python -m reasonguard.config.chain commands` instead.
+
+`--address http://HEAD:8265` submits each stage to a running Ray cluster with `ray job submit` instead
+(one job per stage, submission id `<chain run>-NN-<stage>`, waited for; the CLI streams the job's log
+into the stage log and exits 1 for a failed job). The job runs in `--working-dir`: by default this
+checkout in place (`local://<root>`), right when the head runs on this machine or sees this folder at
+the same path, so relative outputs land here, where every later stage (and every node) finds them. On a
+remote cluster pass `--working-dir .` (uploaded) and put outputs on shared storage
+(`--replace outputs/=/shared/outputs/`); configs rewritten by `--replace` are then passed by absolute
+path, so they must be on that storage too (`--logs /shared/...`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -52,10 +61,20 @@ def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str |
     return chain.model_copy(update={"stages": stages, "external": external})
 
 
+def submit_argv(argv: list[str], address: str, submission_id: str, working_dir: str, runtime_env: str | None) -> list[str]:
+    """`ray job submit` of a stage's `python ...` arguments (`argv` after the interpreter), waited for."""
+    ray = Path(sys.executable).with_name("ray")
+    head = [str(ray) if ray.exists() else "ray", "job", "submit", "--address", address, "--submission-id", submission_id,
+            "--working-dir", working_dir]
+    return [*head, *(["--runtime-env", runtime_env] if runtime_env else []), "--", "python", *argv]
+
+
 def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: str | None = None,
-              until: str | None = None, root: str = ".", dry_run: bool = False) -> int:
+              until: str | None = None, root: str = ".", dry_run: bool = False, address: str | None = None,
+              working_dir: str | None = None, runtime_env: str | None = "cluster/runtime_env.yaml") -> int:
     """0 when every selected stage succeeded; 2 for a chain that does not check; else the failing
-    stage's exit status. Config paths and `logs` are relative to `root` (the repository root)."""
+    stage's exit status. Config paths and `logs` are relative to `root` (the repository root).
+    With `address`, each stage is a `ray job submit` to that cluster (see the module's docstring)."""
     try:
         chain = rewrite_chain(load_chain(chain_path), parse_replacements(list(replacements)), root, logs / "configs")
         problems = check_chain(chain, load_stage_configs(chain, root))
@@ -67,25 +86,39 @@ def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: 
         print(f"error: {chain_path} does not chain:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     total = len(chain.stages)
+    working_dir = working_dir or f"local://{Path(root).resolve()}"
+    run_id = time.strftime("chain-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+    def command(index: int) -> tuple[ChainStage, list[str], str | None]:
+        entry = chain.stages[index]
+        if not address:
+            return entry, [sys.executable, *stage_argv(entry)], None
+        if replacements and not working_dir.startswith("local://"):  # rewritten under the logs folder: not uploaded
+            entry = entry.model_copy(update={"config": str((Path(root) / entry.config).resolve())})
+        submission_id = f"{run_id}-{index + 1:02d}-{entry.stage.replace('_', '-')}"
+        return entry, submit_argv(stage_argv(entry), address, submission_id, working_dir, runtime_env), submission_id
+
     if dry_run:
         for index in selected:
-            print(f"[{index + 1}/{total}] python " + " ".join(stage_argv(chain.stages[index])))
+            _, argv, _ = command(index)
+            print(f"[{index + 1}/{total}] " + " ".join(["python", *argv[1:]] if not address else argv))
         return 0
     logs = Path(root) / logs  # stage processes run in `root`: their logs and configs are found from there
     logs.mkdir(parents=True, exist_ok=True)
     record_path = logs / "chain_run.json"
     records: list[dict] = []
     for index in selected:
-        entry = chain.stages[index]
+        entry, argv, submission_id = command(index)
         log_path = logs / f"{index + 1:02d}-{entry.stage}.log"
-        argv = [sys.executable, *stage_argv(entry)]
-        print(f"[{index + 1}/{total}] {entry.stage} ({entry.config}) ... log {log_path}", flush=True)
+        where = f"submitted to {address} as {submission_id}" if address else "here"
+        print(f"[{index + 1}/{total}] {entry.stage} ({entry.config}) {where} ... log {log_path}", flush=True)
         started = time.monotonic()
         with open(log_path, "wb") as log:
             code = subprocess.call(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
         seconds = round(time.monotonic() - started, 1)
         records.append({"position": index + 1, "stage": entry.stage, "config": entry.config, "set": entry.set,
-                        "command": argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path)})
+                        "command": argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path),
+                        **({"address": address, "submission_id": submission_id} if address else {})})
         record_path.write_text(json.dumps({"chain": chain_path, "stages": records}, indent=2))
         if code != 0:
             tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
@@ -108,8 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", help="last stage to run: its position or name (its last occurrence)")
     parser.add_argument("--root", default=".", help="repository root the config paths are relative to")
     parser.add_argument("--dry-run", action="store_true", help="check the chain and print the stage commands; run nothing")
+    parser.add_argument("--address", help="submit each stage to this Ray cluster (http://HEAD:8265) with `ray job submit`")
+    parser.add_argument("--working-dir", help="with --address: the jobs' working dir (default local://<root>: this checkout in place)")
+    parser.add_argument("--runtime-env", default="cluster/runtime_env.yaml", help="with --address: the jobs' runtime env file")
     args = parser.parse_args(argv)
-    return run_chain(args.chain, Path(args.logs), args.replace, args.start, args.until, args.root, args.dry_run)
+    if (args.working_dir or args.runtime_env != parser.get_default("runtime_env")) and not args.address:
+        parser.error("--working-dir and --runtime-env go with --address")
+    return run_chain(args.chain, Path(args.logs), args.replace, args.start, args.until, args.root, args.dry_run,
+                     args.address, args.working_dir, args.runtime_env)
 
 
 if __name__ == "__main__":

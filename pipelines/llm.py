@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 CPU_STAGE = {"enabled": True, "num_cpus": 0.1}
 
 log = logging.getLogger(__name__)
+actor_log = logging.getLogger("reasonguard.engine_actor")  # lines from engine actors (see _log_to_stderr)
 
 
 def skipped_postprocess(row: dict, output_column: str) -> bool:
@@ -128,15 +129,30 @@ def vllm_engine_kwargs(engine_config, model_path: str, on_gpu: bool) -> dict[str
     return vllm_kwargs(engine_config, model_path, on_gpu)
 
 
+def _log_to_stderr() -> None:
+    """Give reasonguard's INFO lines a handler in a Ray worker process (Ray leaves the root logger at
+    WARNING there); the worker's stderr is its .err file under the node's log folder."""
+    root = logging.getLogger("reasonguard")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
 class EngineActor:
     """Ray Data actor over any reasonguard engine: rows with `messages` + `sampling_params` -> generated rows.
 
-    Rows in one batch are grouped by their sampling params, so each group is one engine call.
+    Rows in one batch are grouped by their sampling params, so each group is one engine call. Each batch
+    logs to the actor's log when it starts and when it is done ("engine batch: N rows started" /
+    "... generated"): summed over every node's worker logs, they count the work begun and finished, so
+    work redone after a lost actor or node shows (a batch in flight on a lost node started, never done).
     """
 
     def __init__(self, engine_config: dict):
         from reasonguard.engines import EngineConfig, build_engine
 
+        _log_to_stderr()
         self.engine = build_engine(EngineConfig(**engine_config))
 
     def __call__(self, batch: dict) -> dict:
@@ -146,6 +162,7 @@ class EngineActor:
         from reasonguard.engines.base import SamplingConfig
 
         rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
+        actor_log.info("engine batch: %d rows started", len(rows))
         groups: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             groups.setdefault(json.dumps(_plain(row["sampling_params"]), sort_keys=True), []).append(i)
@@ -169,6 +186,7 @@ class EngineActor:
                 rows[i].update(generated_text=gen.text, num_generated_tokens=gen.output_tokens, num_input_tokens=out.prompt_tokens,
                                time_taken_llm=out.latency_s, finish_reason=gen.finish_reason, __inference_error__="",
                                verdict_json=verdict)
+        actor_log.info("engine batch: %d rows generated", len(rows))
         return {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
 
 

@@ -236,3 +236,40 @@ def test_ctrl_c_stops_the_job_on_the_cluster(cluster, tmp_path):
     job_id = next(line.split(">> submitting ", 1)[1].split()[0] for line in seen if ">> submitting " in line)
     assert any(f">> job {job_id}: STOPPED (interrupted)" in line for line in seen), "".join(seen)[-4000:]
     assert _job_status(cluster, job_id) == "STOPPED"
+
+
+def test_chain_submits_each_stage_as_a_job_and_stops_at_a_failed_one(cluster, tmp_path):
+    """`python -m jobs.chain --address`: one `ray job submit` per stage (sft_data: no engine, seconds), the
+    checkout run in place (local:// working dir), so a stage's relative output is where the next finds it."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    labelled = {"traces": [], "labelled": [{"dataset": "demo", "split": "train", "limit": 8}], "mode": "no_think"}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**labelled, "output": "outputs/a/sft.parquet"}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"traces": ["missing/traces.parquet"], "mode": "no_think",
+                                                     "output": "outputs/b/sft.parquet"}))  # declared, never made: fails
+    stages = [{"stage": "sft_data", "config": "a.yaml"}, {"stage": "sft_data", "config": "b.yaml"},
+              {"stage": "sft_data", "config": "a.yaml", "set": {"output": "outputs/c/sft.parquet"}}]
+    (tmp_path / "chain.yaml").write_text(yaml.safe_dump({"external": {"datasets": ["demo"], "paths": ["missing/traces.parquet"]},
+                                                         "stages": stages}))
+    chain = [sys.executable, "-m", "jobs.chain", "chain.yaml", "--logs", "logs", "--address", cluster.address,
+             "--runtime-env", str(REPO_ROOT / "cluster/runtime_env.yaml")]
+
+    failed = _run(chain, cluster.env, timeout=400, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    assert "stage 2/3 (sft_data, b.yaml) failed with exit 1" in failed.stderr, failed.stderr[-3000:]
+    assert "submitted to " + cluster.address in failed.stdout
+    records = json.loads((tmp_path / "logs/chain_run.json").read_text())["stages"]
+    assert [(r["position"], r["exit_code"]) for r in records] == [(1, 0), (2, 1)]
+    assert [_job_status(cluster, r["submission_id"]) for r in records] == ["SUCCEEDED", "FAILED"]
+    assert pq.read_table(tmp_path / "outputs/a/sft.parquet").num_rows == 8  # written by the job, in the checkout
+    assert not (tmp_path / "outputs/c").exists()
+    assert "missing/traces.parquet" in failed.stderr  # the job's own error, from the stage log's end
+
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**labelled, "output": "outputs/b/sft.parquet"}))  # fixed
+    (tmp_path / "chain.yaml").write_text(yaml.safe_dump({"external": {"datasets": ["demo"]}, "stages": stages}))
+    resumed = _run([*chain, "--from", "2"], cluster.env, timeout=400, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    records = json.loads((tmp_path / "logs/chain_run.json").read_text())["stages"]
+    assert [_job_status(cluster, r["submission_id"]) for r in records] == ["SUCCEEDED", "SUCCEEDED"]
+    assert pq.read_table(tmp_path / "outputs/c/sft.parquet").num_rows == 8  # the stage's --set reached the job

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 import shutil
 import subprocess
 import tempfile
@@ -250,29 +251,96 @@ def test_two_node_training_survives_a_lost_node(cluster, sft_path, tmp_path):
     assert len(per_process) == 2  # rank 0 of the killed attempt, rank 0 of the resumed one
 
 
-def test_distill_spreads_its_engine_actors_over_nodes(cluster, tmp_path):
-    """Ray Data's engine actor pool (transformers on the tiny model, 2 replicas of 1 CPU) lands on two nodes."""
+def _engine_rows_logged(temp_root: str, event: str) -> int:
+    """Rows the engine actors logged as `event` ("started", "generated"; pipelines.llm.EngineActor, a line per
+    batch), summed over every node's worker logs (the killed node's too)."""
+    pattern = re.compile(rf"engine batch: (\d+) rows {event}\b")
+    return sum(max(sum(map(int, pattern.findall(text))) for text in texts) for texts in _worker_logs(temp_root).values())
+
+
+def _engine_actor_nodes(cluster) -> dict[str, str]:
+    """actor_id -> node name of the ALIVE engine actors."""
+    names = _nodes(cluster)
+    actors = _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000")
+    return {a["actor_id"]: names.get(a["node_id"], "?") for a in actors
+            if "EngineActor" in a.get("class_name", "") and a["state"] == "ALIVE"}
+
+
+def test_distill_spreads_its_engine_actors_over_nodes_and_survives_losing_one(cluster, tmp_path):
+    """`ray job submit` of jobs.distill (transformers on the tiny model, 2 engine replicas of 1 CPU): Ray Data
+    puts the replicas on two worker nodes; one of those nodes is SIGKILLed once parts are written and a
+    replacement joins. The job ends with every item once in its outputs (a failed job is submitted again
+    and resumes from its parts); the rows redone (begun more than once: in flight on the lost node, or
+    finished there and lost with its object store) are counted from the engine actors' logs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from reasonguard.datasets import load_demo
+    from reasonguard.io import read_parts
 
     # Two 1-CPU worker nodes hold the replicas; one more gives the light pre/post-processing tasks a CPU.
     joined = _add_worker(cluster, 4)
     assert joined.returncode == 0, joined.stdout + joined.stderr
-    out = tmp_path / "shared" / "distill"
-    t0 = time.monotonic()
-    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", cluster.address, "--working-dir", ".",
+    out, limit = tmp_path / "shared" / "distill", 32
+    started_before, generated_before = (_engine_rows_logged(cluster.temp_root, e) for e in ("started", "generated"))
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--no-wait", "--address", cluster.address, "--working-dir", ".",
            "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.distill",
            "--config", "cluster/configs/distill_local.yaml", "--set", f"output_dir={out}",
-           "--set", "engine={kind: transformers, model: tiny}", "--set", "data=[{dataset: demo, split: train, limit: 8}]",
-           "--set", "sampling={temperature: 0.6, top_p: 0.95, max_tokens: 16, seed: 0}",
+           "--set", "engine={kind: transformers, model: tiny}", "--set", "constrained=false",
+           "--set", f"data=[{{dataset: demo, split: train, limit: {limit}}}]",
+           "--set", "sampling={temperature: 0.6, top_p: 0.95, max_tokens: 48, seed: 0}",
            "--set", "pipeline={batch_size: 2, concurrency: 2, gpus_per_replica: 0, flush_every: 2}"]
-    done = _run(cmd, cluster.env, timeout=600)
-    job_id = re.search(r"Job '([^']+)' submitted successfully", done.stdout + done.stderr).group(1)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert JobSubmissionClient(cluster.address).get_job_status(job_id) == JobStatus.SUCCEEDED
-    assert (out / "stats.json").exists()
-    names = {n["node_id"]: n for n in _get(f"{cluster.address}/api/v0/nodes?detail=1&limit=100")}
-    actors = [a for a in _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000") if "EngineActor" in a.get("class_name", "")]
-    nodes = sorted({a["node_id"] for a in actors})
-    print("\nDISTILL SPREAD " + json.dumps({"actors": len(actors), "nodes": len(nodes), "job_s": round(time.monotonic() - t0, 1)}))
-    assert len(actors) >= 2 and len(nodes) == 2, [(a["class_name"], a["state"], a["node_id"]) for a in actors]
-    assert not any(names.get(n, {}).get("is_head_node") for n in nodes)
+    client = JobSubmissionClient(cluster.address)
+
+    def submit() -> str:
+        done = _run(cmd, cluster.env, timeout=300)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        return re.search(r"Job '([^']+)' submitted successfully", done.stdout + done.stderr).group(1)
+
+    def wait(job_id: str) -> JobStatus:
+        deadline = time.monotonic() + 600
+        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            assert time.monotonic() < deadline, client.get_job_logs(job_id)[-4000:]
+            time.sleep(1)
+        return status
+
+    t0 = time.monotonic()
+    first = submit()
+    deadline, spread = time.monotonic() + 400, {}
+    while not (len(set(spread.values())) == 2 and list((out / "parts").glob("part-*.parquet"))):
+        assert time.monotonic() < deadline and client.get_job_status(first) in {JobStatus.PENDING, JobStatus.RUNNING}, (
+            client.get_job_status(first), spread, client.get_job_logs(first)[-4000:])
+        time.sleep(0.2)
+        spread = _engine_actor_nodes(cluster)
+    victim = sorted(spread.values())[0]
+    written_before = len(read_parts(out / "parts"))
+    t_kill = time.monotonic()
+    killed = _run(["bash", str(SCRIPTS / "stop_local.sh"), "--node", victim, "--kill"], cluster.env, timeout=60)
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert written_before < limit, "the kill must land mid-run"
+    joined = _add_worker(cluster, 5)  # a replacement, so both replicas fit again
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    jobs = [(first, wait(first))]
+    if jobs[-1][1] != JobStatus.SUCCEEDED:  # the job failed with the node: the same command resumes from its parts
+        second = submit()
+        jobs.append((second, wait(second)))
+    assert jobs[-1][1] == JobStatus.SUCCEEDED, client.get_job_logs(jobs[-1][0])[-4000:]
+
+    ids = [e.id for e in load_demo("train")[:limit]]
+    assert Counter(r["id"] for r in read_parts(out / "parts")) == Counter(ids)  # every item once: nothing lost, no repeat
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["total"] == limit and stats["dropped"]["inference_error"] == 0, stats
+    started = _engine_rows_logged(cluster.temp_root, "started") - started_before
+    generated = _engine_rows_logged(cluster.temp_root, "generated") - generated_before
+    engine_actors = [a for a in _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000") if "EngineActor" in a.get("class_name", "")]
+    restarts = sum(int(a.get("num_restarts") or 0) for a in engine_actors)
+    report = {
+        "actors_on": sorted(set(spread.values())), "killed_node": victim, "rows_written_before_kill": written_before,
+        "jobs": [str(status) for _, status in jobs], "rows_started": started, "rows_generated": generated,
+        "rows_redone": started - limit, "rows_generated_twice": generated - limit,
+        "engine_actors": len(engine_actors), "engine_actor_restarts": restarts,
+        "kill_to_end_s": round(time.monotonic() - t_kill, 1), "job_total_s": round(time.monotonic() - t0, 1),
+    }
+    print("\nDISTILL NODE LOSS REPORT " + json.dumps(report))
+    assert not any(n == "head" for n in spread.values())
+    assert started >= generated >= limit, report  # every row generated at least once, as the actors logged it
+    assert restarts >= 1 or len(engine_actors) > 2, report  # the lost replica was restarted or replaced elsewhere

@@ -65,3 +65,25 @@ def test_replacements_move_the_chain_and_dry_run_prints_the_commands(tmp_path):
     assert result.stdout.strip() == "[1/1] python -m jobs.sft_data --config logs/configs/01-sft_data-a.yaml"
     assert yaml.safe_load((tmp_path / "logs/configs/01-sft_data-a.yaml").read_text())["output"] == "elsewhere/a/sft.parquet"
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_with_an_address_each_stage_is_a_ray_job_submit(tmp_path):
+    write_chain(tmp_path, [{"stage": "sft_data", "config": "a.yaml", "set": {"seed": 3}}], {"datasets": ["demo"]})
+    in_place = run_chain(tmp_path, "--address", "http://head:8265", "--dry-run")
+    assert in_place.returncode == 0, in_place.stderr
+    argv = in_place.stdout.split()
+    assert argv[1].endswith("ray") and argv[2:6] == ["job", "submit", "--address", "http://head:8265"]
+    assert argv[6] == "--submission-id" and argv[7].startswith("chain-") and argv[7].endswith("-01-sft-data")
+    assert argv[8:10] == ["--working-dir", f"local://{tmp_path.resolve()}"]  # the checkout in place
+    assert argv[10:] == ["--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.sft_data",
+                         "--config", "a.yaml", "--set", "seed=3"]
+
+    # uploaded: the rewritten config (under --logs, not uploaded) goes by absolute path
+    uploaded = run_chain(tmp_path, "--address", "http://head:8265", "--working-dir", ".", "--replace", "outputs/=/shared/",
+                         "--dry-run")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"--config {tmp_path.resolve()}/logs/configs/01-sft_data-a.yaml" in uploaded.stdout
+    assert "--working-dir . " in uploaded.stdout
+
+    alone = run_chain(tmp_path, "--working-dir", ".", "--dry-run")
+    assert alone.returncode == 2 and "--working-dir and --runtime-env go with --address" in alone.stderr
