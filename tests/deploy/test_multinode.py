@@ -5,8 +5,9 @@ checkpoints and outputs in a folder every node reaches. The worker node of rank 
 all its processes, `stop_local.sh --node worker-N --kill`) after the first registered checkpoint; a replacement node
 joins, and the job must finish from the last checkpoint: steps 1..N once each in the result, the
 steps run twice (after the last checkpoint, before the kill) counted from the workers' own logs.
-A second test submits jobs.distill (transformers on the tiny model, 2 engine replicas) and checks that Ray
-Data placed its engine actors on two different nodes.
+A second test submits jobs.distill (transformers on the tiny model, 2 engine replicas), checks that Ray
+Data placed its engine actors on two different nodes, kills one of those nodes mid-run and checks that
+every item ends in the outputs once, counting the rows redone from the engine actors' logs.
 
 Heavy for a 2-core machine (three raylets, two DeepSpeed workers, a restart): it runs only with
 REASONGUARD_MULTINODE=1. docs/kuberay.md ("Multi-node check on one machine") has the measured numbers.
