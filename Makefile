@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CONFIG ?= cluster/configs/demo_local.yaml
 
-.PHONY: venv demo test test-fast goldens clean-outputs
+.PHONY: venv demo test test-fast chain-tiny goldens clean-outputs
 
 venv:
 	@bash scripts/setup_venv.sh
@@ -19,6 +19,12 @@ test: venv
 ## Only the pure-core unit tests (seconds).
 test-fast: venv
 	$(PY) -m pytest -q -m "not ray and not vllm and not slow"
+
+## The sixteen stages of the local chain on the tiny random model, each its own process (about 38 min on
+## 2 cores: too long for CI's 45 minutes beside the suite; a nightly job's). Logs: outputs/chain_tiny/logs.
+chain-tiny: venv
+	$(PY) -m jobs.chain cluster/chains/local.yaml --replace smollm2=tiny --replace outputs/=outputs/chain_tiny/ \
+	  --logs outputs/chain_tiny/logs
 
 ## Rewrites the golden files of the format tests from the current code (review `git diff tests/golden`).
 goldens: venv
