@@ -11,7 +11,7 @@ actors, Serve replicas) the nodes it ran on, read from Ray's state API. Stops th
     .venv/bin/python -m benchmarks.chain_local_cluster --until train     # a prefix of it
     .venv/bin/python -m benchmarks.chain_local_cluster --model smollm2   # on SmolLM2 (slower)
 
-About 45-60 minutes for all sixteen stages on a 2-core machine (docs/paper-chain.md has a run).
+About 35 minutes for all sixteen stages on a 2-core machine (docs/benchmarks.md has the run).
 """
 
 from __future__ import annotations

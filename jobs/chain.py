@@ -21,7 +21,8 @@ checkout in place (`local://<root>`), right when the head runs on this machine o
 the same path, so relative outputs land here, where every later stage (and every node) finds them. On a
 remote cluster pass `--working-dir .` (uploaded) and put outputs on shared storage
 (`--replace outputs/=/shared/outputs/`); configs rewritten by `--replace` are then passed by absolute
-path, so they must be on that storage too (`--logs /shared/...`).
+path, so they must be on that storage too (`--logs /shared/...`). Stopping this command (Ctrl-C) leaves
+the stage's job running on the cluster, as `ray job submit` does: `ray job stop <submission id>` ends it.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: 
             code = subprocess.call(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
         seconds = round(time.monotonic() - started, 1)
         records.append({"position": index + 1, "stage": entry.stage, "config": entry.config, "set": entry.set,
-                        "command": argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path),
+                        "command": argv if address else argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path),
                         **({"address": address, "submission_id": submission_id} if address else {})})
         record_path.write_text(json.dumps({"chain": chain_path, "stages": records}, indent=2))
         if code != 0:
