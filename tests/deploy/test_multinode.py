@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
 import shutil
 import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
