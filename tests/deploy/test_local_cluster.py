@@ -242,16 +242,9 @@ def test_chain_submits_each_stage_as_a_job_and_stops_at_a_failed_one(cluster, tm
     """`python -m jobs.chain --address`: one `ray job submit` per stage (sft_data: no engine, seconds), the
     checkout run in place (local:// working dir), so a stage's relative output is where the next finds it."""
     import pyarrow.parquet as pq
-    import yaml
+    from chain_files import FAILING_AT_B, STAGES, mend_stage_b, write_chain
 
-    labelled = {"traces": [], "labelled": [{"dataset": "demo", "split": "train", "limit": 8}], "mode": "no_think"}
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**labelled, "output": "outputs/a/sft.parquet"}))
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"traces": ["missing/traces.parquet"], "mode": "no_think",
-                                                     "output": "outputs/b/sft.parquet"}))  # declared, never made: fails
-    stages = [{"stage": "sft_data", "config": "a.yaml"}, {"stage": "sft_data", "config": "b.yaml"},
-              {"stage": "sft_data", "config": "a.yaml", "set": {"output": "outputs/c/sft.parquet"}}]
-    (tmp_path / "chain.yaml").write_text(yaml.safe_dump({"external": {"datasets": ["demo"], "paths": ["missing/traces.parquet"]},
-                                                         "stages": stages}))
+    write_chain(tmp_path, STAGES, FAILING_AT_B)
     chain = [sys.executable, "-m", "jobs.chain", "chain.yaml", "--logs", "logs", "--address", cluster.address,
              "--runtime-env", str(REPO_ROOT / "cluster/runtime_env.yaml")]
 
@@ -266,8 +259,7 @@ def test_chain_submits_each_stage_as_a_job_and_stops_at_a_failed_one(cluster, tm
     assert not (tmp_path / "outputs/c").exists()
     assert "missing/traces.parquet" in failed.stderr  # the job's own error, from the stage log's end
 
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**labelled, "output": "outputs/b/sft.parquet"}))  # fixed
-    (tmp_path / "chain.yaml").write_text(yaml.safe_dump({"external": {"datasets": ["demo"]}, "stages": stages}))
+    mend_stage_b(tmp_path)
     resumed = _run([*chain, "--from", "2"], cluster.env, timeout=400, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     records = json.loads((tmp_path / "logs/chain_run.json").read_text())["stages"]

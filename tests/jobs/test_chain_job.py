@@ -10,28 +10,15 @@ import sys
 
 import pyarrow.parquet as pq
 import yaml
-
-LABELLED = {"traces": [], "labelled": [{"dataset": "demo", "split": "train", "limit": 8}], "mode": "no_think"}
-
-
-def write_chain(root, stages: list[dict], external: dict) -> None:
-    (root / "a.yaml").write_text(yaml.safe_dump({**LABELLED, "output": "outputs/a/sft.parquet"}))
-    (root / "b.yaml").write_text(yaml.safe_dump({"traces": ["missing/traces.parquet"], "mode": "no_think",
-                                                 "output": "outputs/b/sft.parquet"}))
-    (root / "chain.yaml").write_text(yaml.safe_dump({"external": external, "stages": stages}))
-
+from chain_files import FAILING_AT_B, STAGES, mend_stage_b, write_chain
 
 def run_chain(root, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs.chain", "chain.yaml", "--logs", "logs", *args],
                           cwd=root, capture_output=True, text=True, timeout=300)
 
 
-STAGES = [{"stage": "sft_data", "config": "a.yaml"}, {"stage": "sft_data", "config": "b.yaml"},
-          {"stage": "sft_data", "config": "a.yaml", "set": {"output": "outputs/c/sft.parquet"}}]
-
-
 def test_the_chain_stops_at_the_failing_stage_and_resumes_from_it(tmp_path):
-    write_chain(tmp_path, STAGES, {"datasets": ["demo"], "paths": ["missing/traces.parquet"]})
+    write_chain(tmp_path, STAGES, FAILING_AT_B)
     failed = run_chain(tmp_path)
     assert failed.returncode == 2, failed.stderr
     assert "stage 2/3 (sft_data, b.yaml) failed with exit 2" in failed.stderr and "--from 2" in failed.stderr
@@ -41,8 +28,7 @@ def test_the_chain_stops_at_the_failing_stage_and_resumes_from_it(tmp_path):
     assert pq.read_table(tmp_path / "outputs/a/sft.parquet").num_rows == 8
     assert not (tmp_path / "outputs/c").exists()  # nothing after the failure ran
 
-    write_chain(tmp_path, STAGES, {"datasets": ["demo"]})
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**LABELLED, "output": "outputs/b/sft.parquet"}))  # fixed
+    mend_stage_b(tmp_path)
     resumed = run_chain(tmp_path, "--from", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert "[1/3]" not in resumed.stdout and "chain done: 2 stages" in resumed.stdout
