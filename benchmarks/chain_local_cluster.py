@@ -1,4 +1,4 @@
-"""The local chain on a multi-node Ray cluster on this machine, every stage a `ray job submit`.
+"""The local chain on a multi-node Ray cluster on this machine, every stage a Ray job (`jobs.chain --address`).
 
 Starts a head with no CPUs (it runs the drivers, Train's controller and Serve's controller) and two
 worker nodes of `--worker-cpus` each (separate raylets, each with its own resources and node folder,
@@ -23,34 +23,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
+
+from benchmarks.local_cluster import node_names, state, worker_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO_ROOT / "cluster" / "scripts"
 PLACED = ("RayTrainWorker", "EngineActor", "vLLMEngineStageUDF", "MapWorker", "ServeReplica")
 
 
-def _state(address: str, what: str) -> list[dict]:
-    with urllib.request.urlopen(f"{address}/api/v0/{what}?detail=1&limit=10000", timeout=60) as resp:
-        return json.loads(resp.read())["data"]["result"]["result"]
-
-
-def node_names(address: str) -> dict[str, str]:
-    """node_id -> "head" | "worker-N" (each worker node carries the custom resource rg_node_N)."""
-    names = {}
-    for n in _state(address, "nodes"):
-        tags = [k for k in n["resources_total"] if k.startswith("rg_node_")]
-        names[n["node_id"]] = "head" if n["is_head_node"] else ("worker-" + tags[0].split("_")[-1] if tags else "?")
-    return names
-
-
 def placement(address: str) -> dict[str, dict[str, int]]:
     """For each actor class that does the work: how many of its actors ran on each node (dead ones too)."""
     names = node_names(address)
     found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for actor in _state(address, "actors"):
+    for actor in state(address, "actors"):
         cls = actor.get("class_name") or ""
         label = next((p for p in PLACED if p in cls), None)
         if label:
@@ -77,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         subprocess.run(["bash", str(SCRIPTS / "start_local_head.sh")], env=env, check=True, cwd=REPO_ROOT)
         for n in (1, 2):
-            worker_env = {**env, "RAY_WORKER_RESOURCES": json.dumps({"rg_worker": 1, f"rg_node_{n}": 1})}
+            worker_env = {**env, "RAY_WORKER_RESOURCES": worker_resources(n)}
             subprocess.run(["bash", str(SCRIPTS / "add_local_worker.sh"), str(n)], env=worker_env, check=True, cwd=REPO_ROOT)
         nodes = sorted(node_names(address).values())
         print(f"cluster: {nodes} ({args.worker_cpus} CPU per worker node, head 0)", flush=True)

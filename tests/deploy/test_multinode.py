@@ -22,13 +22,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from benchmarks.local_cluster import node_names, state, worker_resources
 
 from .test_local_cluster import REPO_ROOT, SCRIPTS, VENV_BIN, _run, dashboard_address, start_head, stop_cluster
 
@@ -49,24 +50,12 @@ STEP_LINE = re.compile(r"\bstep (\d+)/\d+ epoch \d+ loss")
 RESUMED_LINE = re.compile(r"\brank \d+ resumed from \S+ at step (\d+)")
 
 
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())["data"]["result"]["result"]
-
-
 def _nodes(cluster) -> dict[str, str]:
-    """node_id -> "head" | "worker-N" for the ALIVE nodes (each worker carries the resource rg_node_N)."""
-    named = {}
-    for n in _get(f"{cluster.address}/api/v0/nodes?detail=1&limit=100"):
-        if n["state"] != "ALIVE":
-            continue
-        tags = [k for k in n["resources_total"] if k.startswith("rg_node_")]
-        named[n["node_id"]] = "head" if n["is_head_node"] else ("worker-" + tags[0].split("_")[-1] if tags else "?")
-    return named
+    return node_names(cluster.address, alive_only=True)
 
 
 def _train_workers(cluster) -> list[dict]:
-    actors = _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000")
+    actors = state(cluster.address, "actors")
     return [a for a in actors if a.get("class_name") == "RayTrainWorker" and a["state"] == "ALIVE"]
 
 
@@ -104,12 +93,14 @@ def _registered_checkpoint(run_dir: Path) -> int:
 
 
 def _add_worker(cluster, n: int) -> subprocess.CompletedProcess:
-    env = {**cluster.env, "RAY_WORKER_RESOURCES": json.dumps({"rg_worker": 1, f"rg_node_{n}": 1})}
+    env = {**cluster.env, "RAY_WORKER_RESOURCES": worker_resources(n)}
     return _run(["bash", str(SCRIPTS / "add_local_worker.sh"), str(n)], env, timeout=180)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(tiny_model_dir):
+    """A fresh head and worker-1, worker-2 per test: each test kills a node and adds others, and in a shuffled
+    order the next test must not start from that cluster."""
     assert (VENV_BIN / "ray").exists() or shutil.which("ray"), "no `ray` CLI (.venv/bin/ray or on PATH)"
     temp_root = tempfile.mkdtemp(prefix="rgm", dir="/tmp")  # short: AF_UNIX paths stay below 107 bytes
     env = {
@@ -262,7 +253,7 @@ def _engine_rows_logged(temp_root: str, event: str) -> int:
 def _engine_actor_nodes(cluster) -> dict[str, str]:
     """actor_id -> node name of the ALIVE engine actors."""
     names = _nodes(cluster)
-    actors = _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000")
+    actors = state(cluster.address, "actors")
     return {a["actor_id"]: names.get(a["node_id"], "?") for a in actors
             if "EngineActor" in a.get("class_name", "") and a["state"] == "ALIVE"}
 
@@ -332,7 +323,7 @@ def test_distill_spreads_its_engine_actors_over_nodes_and_survives_losing_one(cl
     assert stats["total"] == limit and stats["dropped"]["inference_error"] == 0, stats
     started = _engine_rows_logged(cluster.temp_root, "started") - started_before
     generated = _engine_rows_logged(cluster.temp_root, "generated") - generated_before
-    engine_actors = [a for a in _get(f"{cluster.address}/api/v0/actors?detail=1&limit=1000") if "EngineActor" in a.get("class_name", "")]
+    engine_actors = [a for a in state(cluster.address, "actors") if "EngineActor" in a.get("class_name", "")]
     restarts = sum(int(a.get("num_restarts") or 0) for a in engine_actors)
     report = {
         "actors_on": sorted(set(spread.values())), "killed_node": victim, "rows_written_before_kill": written_before,
