@@ -14,15 +14,15 @@ each stage ends) go to `--logs`.
 `--replace OLD=NEW` rewrites every config value that starts with OLD (a model alias, an output root):
 the whole chain on the tiny random model, or into another folder, without editing a config.
 
-`--address http://HEAD:8265` submits each stage to a running Ray cluster with `ray job submit` instead
-(one job per stage, submission id `<chain run>-NN-<stage>`, waited for; the CLI streams the job's log
-into the stage log and exits 1 for a failed job). The job runs in `--working-dir`: by default this
-checkout in place (`local://<root>`), right when the head runs on this machine or sees this folder at
-the same path, so relative outputs land here, where every later stage (and every node) finds them. On a
-remote cluster pass `--working-dir .` (uploaded) and put outputs on shared storage
-(`--replace outputs/=/shared/outputs/`); configs rewritten by `--replace` are then passed by absolute
-path, so they must be on that storage too (`--logs /shared/...`). Stopping this command (Ctrl-C) leaves
-the stage's job running on the cluster, as `ray job submit` does: `ray job stop <submission id>` ends it.
+`--address http://HEAD:8265` submits each stage to a running Ray cluster instead, through the project's
+submitter (`python -m jobs.submit`, the same JobSubmissionClient call as `ray job submit`): one job per
+stage, submission id `<chain run>-NN-<stage>`, waited for, its log streamed into the stage log; a failed
+or stopped job stops the chain (exit 1 or 3), and Ctrl-C stops the running job on the cluster. The jobs
+run in `--working-dir`: by default this checkout in place (`local://<root>`), right when the head runs on
+this machine or sees this folder at the same path, so relative outputs land here, where every later
+stage (and every node) finds them. On a remote cluster pass `--working-dir .` (uploaded) and put outputs
+on shared storage (`--replace outputs/=/shared/outputs/`); a config must then lie inside the uploaded
+checkout (`--logs` outside outputs/, which is not uploaded), or the submitter refuses it before sending.
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ def rewrite_chain(chain: Chain, replacements: list[tuple[str, str]], root: str |
     return chain.model_copy(update={"stages": stages, "external": external})
 
 
-def submit_argv(argv: list[str], address: str, submission_id: str, working_dir: str, runtime_env: str | None) -> list[str]:
-    """`ray job submit` of a stage's `python ...` arguments (`argv` after the interpreter), waited for."""
-    ray = Path(sys.executable).with_name("ray")
-    head = [str(ray) if ray.exists() else "ray", "job", "submit", "--address", address, "--submission-id", submission_id,
-            "--working-dir", working_dir]
-    return [*head, *(["--runtime-env", runtime_env] if runtime_env else []), "--", "python", *argv]
+def submit_argv(entry: ChainStage, address: str, submission_id: str, working_dir: str, runtime_env: str | None) -> list[str]:
+    """The stage through the project's submitter (`python -m jobs.submit`, i.e. `reasonguard submit`): the
+    config path checked before anything is sent, the job's log streamed, exit 0 succeeded / 1 failed /
+    3 stopped, and Ctrl-C stops the job on the cluster."""
+    sets = stage_argv(entry)[4:]  # after -m jobs.<stage> --config <path>: the --set pairs
+    return [sys.executable, "-m", "jobs.submit", entry.stage, "--address", address, "--config", entry.config, *sets,
+            "--working-dir", working_dir, "--runtime-env", runtime_env or "", "--submission-id", submission_id]
 
 
 def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: str | None = None,
@@ -94,15 +95,13 @@ def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: 
         entry = chain.stages[index]
         if not address:
             return entry, [sys.executable, *stage_argv(entry)], None
-        if replacements and not working_dir.startswith("local://"):  # rewritten under the logs folder: not uploaded
-            entry = entry.model_copy(update={"config": str((Path(root) / entry.config).resolve())})
         submission_id = f"{run_id}-{index + 1:02d}-{entry.stage.replace('_', '-')}"
-        return entry, submit_argv(stage_argv(entry), address, submission_id, working_dir, runtime_env), submission_id
+        return entry, submit_argv(entry, address, submission_id, working_dir, runtime_env), submission_id
 
     if dry_run:
         for index in selected:
             _, argv, _ = command(index)
-            print(f"[{index + 1}/{total}] " + " ".join(["python", *argv[1:]] if not address else argv))
+            print(f"[{index + 1}/{total}] python " + " ".join(argv[1:]))
         return 0
     logs = Path(root) / logs  # stage processes run in `root`: their logs and configs are found from there
     logs.mkdir(parents=True, exist_ok=True)
@@ -118,7 +117,7 @@ def run_chain(chain_path: str, logs: Path, replacements: list[str] = (), start: 
             code = subprocess.call(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
         seconds = round(time.monotonic() - started, 1)
         records.append({"position": index + 1, "stage": entry.stage, "config": entry.config, "set": entry.set,
-                        "command": argv if address else argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path),
+                        "command": argv[1:], "exit_code": code, "seconds": seconds, "log": str(log_path),
                         **({"address": address, "submission_id": submission_id} if address else {})})
         record_path.write_text(json.dumps({"chain": chain_path, "stages": records}, indent=2))
         if code != 0:

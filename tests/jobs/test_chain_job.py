@@ -53,23 +53,21 @@ def test_replacements_move_the_chain_and_dry_run_prints_the_commands(tmp_path):
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "elsewhere").exists()
 
 
-def test_with_an_address_each_stage_is_a_ray_job_submit(tmp_path):
+def test_with_an_address_each_stage_goes_through_the_job_submitter(tmp_path):
     write_chain(tmp_path, [{"stage": "sft_data", "config": "a.yaml", "set": {"seed": 3}}], {"datasets": ["demo"]})
     in_place = run_chain(tmp_path, "--address", "http://head:8265", "--dry-run")
     assert in_place.returncode == 0, in_place.stderr
     argv = in_place.stdout.split()
-    assert argv[1].endswith("ray") and argv[2:6] == ["job", "submit", "--address", "http://head:8265"]
-    assert argv[6] == "--submission-id" and argv[7].startswith("chain-") and argv[7].endswith("-01-sft-data")
-    assert argv[8:10] == ["--working-dir", f"local://{tmp_path.resolve()}"]  # the checkout in place
-    assert argv[10:] == ["--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.sft_data",
-                         "--config", "a.yaml", "--set", "seed=3"]
+    assert argv[1:5] == ["python", "-m", "jobs.submit", "sft_data"]  # reasonguard submit: Ctrl-C stops the job
+    assert argv[5:11] == ["--address", "http://head:8265", "--config", "a.yaml", "--set", "seed=3"]
+    assert argv[11:15] == ["--working-dir", f"local://{tmp_path.resolve()}", "--runtime-env", "cluster/runtime_env.yaml"]
+    assert argv[15] == "--submission-id" and argv[16].startswith("chain-") and argv[16].endswith("-01-sft-data")
 
-    # uploaded: the rewritten config (under --logs, not uploaded) goes by absolute path
+    # uploaded: the rewritten config goes as written; the submitter checks it lies in the uploaded folder
     uploaded = run_chain(tmp_path, "--address", "http://head:8265", "--working-dir", ".", "--replace", "outputs/=/shared/",
                          "--dry-run")
     assert uploaded.returncode == 0, uploaded.stderr
-    assert f"--config {tmp_path.resolve()}/logs/configs/01-sft_data-a.yaml" in uploaded.stdout
-    assert "--working-dir . " in uploaded.stdout
+    assert "--config logs/configs/01-sft_data-a.yaml" in uploaded.stdout and "--working-dir . " in uploaded.stdout
 
     alone = run_chain(tmp_path, "--working-dir", ".", "--dry-run")
     assert alone.returncode == 2 and "--working-dir and --runtime-env go with --address" in alone.stderr
